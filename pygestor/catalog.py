@@ -1,0 +1,353 @@
+"""Dataset, subset and partition records and their ``metadata.json`` files.
+
+One record per dataset, at ``<data_dir>/<dataset>/metadata.json``: writers of different datasets
+never contend, and a crash can damage at most one record (and, since every write is atomic, it
+does not). Updates go through :meth:`Catalog.update`, a locked read-modify-write, so concurrent
+writers of one dataset do not lose each other's changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pygestor.backends.storage import Storage
+from pygestor.errors import (
+    AlreadyExistsError,
+    AmbiguousReferenceError,
+    IntegrityError,
+    NotFoundError,
+)
+from pygestor.names import check_dataset_name, check_reference
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "metadata.json"
+T = TypeVar("T")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Partition:
+    """One bounded-size parquet file of a subset.
+
+    Plan (known when the dataset is added):
+        name: file name inside the subset folder (``part-00000.parquet``).
+        source: what the pipeline needs to fetch it (URL, format, slice...).
+        source_bytes, source_rows: expected size of the source slice, when known.
+    Stored state (filled when downloaded; ``checksum`` set means downloaded):
+        size, num_rows, row_groups (rows per row group), checksum (``sha256:<hex>``),
+        footer ([offset, length] of the parquet footer), downloaded_at.
+    """
+
+    name: str
+    source: dict[str, Any] = field(default_factory=dict)
+    source_bytes: int | None = None
+    source_rows: int | None = None
+    size: int | None = None
+    num_rows: int | None = None
+    row_groups: list[int] | None = None
+    checksum: str | None = None
+    footer: list[int] | None = None
+    downloaded_at: str | None = None
+
+    @property
+    def downloaded(self) -> bool:
+        return self.checksum is not None
+
+    def mark_removed(self) -> None:
+        self.size = self.num_rows = self.row_groups = self.checksum = None
+        self.footer = self.downloaded_at = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if v is not None and v != {}}
+        data["name"] = self.name
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Partition:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class Subset:
+    """A version, language, config or split of a dataset: an ordered list of partitions."""
+
+    name: str
+    partitions: list[Partition] = field(default_factory=list)
+    description: str = ""
+    schema: str | None = None  # base64 Arrow IPC schema, when known
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def partition(self, name: str) -> Partition:
+        for part in self.partitions:
+            if part.name == name:
+                return part
+        raise NotFoundError(_missing("partition", name, [p.name for p in self.partitions],
+                                     f"subset {self.name!r}"))
+
+    @property
+    def downloaded(self) -> list[Partition]:
+        return [p for p in self.partitions if p.downloaded]
+
+    @property
+    def num_rows(self) -> int | None:
+        """Rows of the whole subset, if every partition's count is known."""
+        total = 0
+        for p in self.partitions:
+            rows = p.num_rows if p.num_rows is not None else p.source_rows
+            if rows is None:
+                return None
+            total += rows
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name,
+                                "partitions": [p.to_dict() for p in self.partitions]}
+        if self.description:
+            data["description"] = self.description
+        if self.schema:
+            data["schema"] = self.schema
+        if self.extra:
+            data["extra"] = self.extra
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Subset:
+        return cls(name=data["name"],
+                   partitions=[Partition.from_dict(p) for p in data.get("partitions", [])],
+                   description=data.get("description", ""), schema=data.get("schema"),
+                   extra=data.get("extra", {}))
+
+
+@dataclass
+class Dataset:
+    """One registered dataset: where it came from and what it holds."""
+
+    name: str
+    url: str | None = None
+    pipeline: str = "files"
+    options: dict[str, Any] = field(default_factory=dict)
+    subsets: dict[str, Subset] = field(default_factory=dict)
+    revision: str | None = None
+    description: str = ""
+    modality: str = ""
+    license: str = ""
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def subset(self, name: str) -> Subset:
+        try:
+            return self.subsets[name]
+        except KeyError:
+            raise NotFoundError(_missing("subset", name, list(self.subsets),
+                                         f"dataset {self.name!r}")) from None
+
+    @property
+    def partitions(self) -> Iterable[tuple[Subset, Partition]]:
+        for subset in self.subsets.values():
+            for part in subset.partitions:
+                yield subset, part
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version, "name": self.name, "url": self.url,
+            "pipeline": self.pipeline, "options": self.options, "revision": self.revision,
+            "description": self.description, "modality": self.modality,
+            "license": self.license, "created_at": self.created_at,
+            "updated_at": self.updated_at, "extra": self.extra,
+            "subsets": [s.to_dict() for s in self.subsets.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Dataset:
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise IntegrityError(f"record of {data.get('name')!r} has schema version "
+                                 f"{version!r}; this Pygestor reads up to {SCHEMA_VERSION}: "
+                                 "upgrade pygestor")
+        subsets = [Subset.from_dict(s) for s in data.get("subsets", [])]
+        return cls(name=data["name"], url=data.get("url"), pipeline=data.get("pipeline", "files"),
+                   options=data.get("options", {}), subsets={s.name: s for s in subsets},
+                   revision=data.get("revision"), description=data.get("description", ""),
+                   modality=data.get("modality", ""), license=data.get("license", ""),
+                   created_at=data.get("created_at", now()),
+                   updated_at=data.get("updated_at", now()), extra=data.get("extra", {}),
+                   schema_version=version)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str = "record") -> Dataset:
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"{where} is not valid JSON ({exc}); restore it or delete the "
+                                 "dataset and add it again") from None
+        if not isinstance(data, dict) or "name" not in data:
+            raise IntegrityError(f"{where} is not a Pygestor dataset record")
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A resolved reference: a dataset, optionally one subset, optionally one partition."""
+
+    dataset: str
+    subset: str | None = None
+    partition: str | None = None
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.dataset, self.subset, self.partition) if p)
+
+
+class Catalog:
+    """All dataset records under one storage root."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def record_path(self, name: str) -> str:
+        return self.storage.path(check_dataset_name(name), RECORD_NAME)
+
+    # ------------------------------------------------------------------ listing
+    def names(self) -> list[str]:
+        """Names of every registered dataset (one- and two-part names)."""
+        root = self.storage.root.rstrip("/")
+        found = self.storage.glob(f"{root}/*/{RECORD_NAME}")
+        found += self.storage.glob(f"{root}/*/*/{RECORD_NAME}")
+        names = []
+        for path in found:
+            rel = path[len(root):].strip("/") if path.startswith(root) else path
+            names.append(rel[: -len(RECORD_NAME) - 1])
+        return sorted(set(names))
+
+    def exists(self, name: str) -> bool:
+        return self.storage.exists(self.record_path(name))
+
+    def read(self, name: str) -> Dataset:
+        path = self.record_path(name)
+        try:
+            raw = self.storage.read_bytes(path)
+        except FileNotFoundError:
+            raise NotFoundError(self._unknown_dataset(name)) from None
+        return Dataset.from_json(raw, where=f"record {self.storage.url_of(path)}")
+
+    def read_many(self, names: list[str]) -> list[Dataset]:
+        paths = [self.record_path(n) for n in names]
+        raw = self.storage.read_many(paths)
+        records = []
+        for name, path in zip(names, paths, strict=True):
+            value = raw.get(path)
+            if value is None:
+                # some filesystems key results by their own spelling of the path
+                value = next((v for k, v in raw.items() if k.endswith(path.lstrip("/"))), None)
+            if isinstance(value, bytes):
+                records.append(Dataset.from_json(value, where=f"record of {name!r}"))
+            elif isinstance(value, FileNotFoundError) or value is None:
+                continue  # deleted while listing
+            else:
+                raise value
+        return records
+
+    # ------------------------------------------------------------------ writing
+    def write(self, dataset: Dataset) -> None:
+        dataset.updated_at = now()
+        self.storage.write_bytes(self.record_path(dataset.name), dataset.to_json())
+
+    def create(self, dataset: Dataset) -> None:
+        """Write a new record; an error if the name is taken."""
+        check_dataset_name(dataset.name)
+        path = self.record_path(dataset.name)
+        with self.storage.lock(path):
+            if self.storage.exists(path):
+                raise AlreadyExistsError(f"dataset {dataset.name!r} is already registered; "
+                                         "pick another name or delete it first")
+            self.write(dataset)
+
+    def update(self, name: str, change: Callable[[Dataset], T]) -> T:
+        """Apply ``change`` to the latest record under the dataset's lock and save it."""
+        path = self.record_path(name)
+        with self.storage.lock(path):
+            dataset = self.read(name)
+            result = change(dataset)
+            self.write(dataset)
+            return result
+
+    def delete_record(self, name: str) -> None:
+        path = self.record_path(name)
+        with self.storage.lock(path):
+            self.storage.remove(path)
+        if self.storage.is_local:
+            import contextlib
+            import os
+            with contextlib.suppress(OSError):
+                os.unlink(path + ".lock")
+
+    # ------------------------------------------------------------------ references
+    def resolve(self, ref: str) -> Reference:
+        """Turn ``dataset[/subset[/partition]]`` into a :class:`Reference` (longest match first)."""
+        check_reference(ref)
+        parts = ref.strip("/").split("/")
+        for n in (2, 1):
+            if len(parts) < n:
+                continue
+            name = "/".join(parts[:n])
+            try:
+                if not self.exists(name):
+                    continue
+            except Exception:  # noqa: BLE001 - an invalid candidate is just not a match
+                continue
+            rest = "/".join(parts[n:])
+            if not rest:
+                return Reference(name)
+            return self._resolve_inside(self.read(name), rest)
+        raise NotFoundError(self._unknown_dataset(ref))
+
+    def _resolve_inside(self, dataset: Dataset, rest: str) -> Reference:
+        subsets = sorted(dataset.subsets, key=len, reverse=True)
+        if rest in dataset.subsets:
+            return Reference(dataset.name, rest)
+        for subset in subsets:
+            if rest.startswith(subset + "/"):
+                part = rest[len(subset) + 1:]
+                dataset.subsets[subset].partition(part)
+                return Reference(dataset.name, subset, part)
+        prefixed = [s for s in dataset.subsets if s.startswith(rest + "/")]
+        if prefixed:
+            raise AmbiguousReferenceError(
+                f"{dataset.name}/{rest!r} matches {len(prefixed)} subsets: "
+                f"{', '.join(prefixed[:8])}; name one of them")
+        raise NotFoundError(_missing("subset", rest, list(dataset.subsets),
+                                     f"dataset {dataset.name!r}"))
+
+    def _unknown_dataset(self, name: str) -> str:
+        try:
+            names = self.names()
+        except Exception:  # noqa: BLE001 - the message is still useful without suggestions
+            names = []
+        return _missing("dataset", name, names, "the catalog")
+
+
+def _missing(kind: str, name: str, candidates: list[str], where: str) -> str:
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    message = f"no {kind} {shown!r} in {where}"
+    if close:
+        return f"{message}; did you mean {', '.join(repr(c) for c in close)}?"
+    if candidates:
+        listed = ", ".join(repr(c) for c in candidates[:10])
+        more = f" and {len(candidates) - 10} more" if len(candidates) > 10 else ""
+        return f"{message}; it has {listed}{more}"
+    return f"{message}; it is empty" + ("" if kind != "dataset" else " (add one with "
+                                          "'pygestor add NAME URL')")

@@ -1,0 +1,379 @@
+"""Reading source files (parquet, CSV, JSON Lines; gzip/bz2/xz) and writing partitions.
+
+All of it streams: a partition is read as a sequence of record batches and written a row group
+at a time, so memory is bounded by a row group (or one source row group for parquet sources),
+whatever the size of the source file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from pygestor.errors import SourceError
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+CSV_SUFFIXES = (".csv", ".tsv")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+#: bytes of a text source read to infer its schema when the dataset is added
+INFER_BYTES = 1 << 20
+#: write a row group once this many bytes are buffered, even before row_group_size rows
+ROW_GROUP_MAX_BYTES = 64 << 20
+
+
+def source_format(path: str) -> tuple[str, str | None] | None:
+    """(format, compression) from a file name, or None for files Pipeline ignores."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if name.startswith((".", "_")):
+        return None
+    compression = None
+    for suffix, codec in COMPRESSION_SUFFIXES.items():
+        if name.endswith(suffix):
+            compression, name = codec, name[: -len(suffix)]
+            break
+    if name.endswith(PARQUET_SUFFIXES) and compression is None:
+        return "parquet", None
+    if name.endswith(CSV_SUFFIXES):
+        return "csv", compression
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl", compression
+    return None
+
+
+# ---------------------------------------------------------------------- schemas
+def schema_to_text(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def _widen(schema: pa.Schema) -> pa.Schema:
+    """Columns that were empty in the sample become strings rather than nulls."""
+    return pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                      for f in schema], metadata=schema.metadata)
+
+
+# ---------------------------------------------------------------------- text ranges
+class LineRange(io.RawIOBase):
+    """The whole lines of a byte stream that *start* in ``[start, stop)``.
+
+    A line that starts before ``stop`` and ends after it belongs to this range, and the next
+    range skips it: consecutive ranges cover every line exactly once (Hadoop's split rule).
+    ``stop=None`` reads to the end. Seeks when the stream can, else reads and discards.
+    """
+
+    def __init__(self, raw: Any, start: int, stop: int | None, seekable: bool) -> None:
+        super().__init__()
+        self._raw = raw
+        self._stop = stop
+        self._pos = 0
+        self._pending = b""
+        self._done = False
+        if start > 0:
+            if seekable:
+                raw.seek(start - 1)
+                self._pos = start - 1
+            else:
+                self._discard(start - 1)
+            previous = raw.read(1)
+            self._pos += len(previous)
+            if previous and previous != b"\n":
+                self._pos += len(raw.readline())  # that line belongs to the previous range
+
+    def _discard(self, count: int) -> None:
+        while count > 0:
+            chunk = self._raw.read(min(count, 8 << 20))
+            if not chunk:
+                break
+            count -= len(chunk)
+            self._pos += len(chunk)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending and not self._done:
+            self._fill()
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _fill(self) -> None:
+        if self._stop is None:
+            chunk = self._raw.read(4 << 20)
+            self._pending, self._done = chunk, not chunk
+            return
+        if self._pos >= self._stop:
+            self._done = True
+            return
+        chunk = self._raw.read(min(4 << 20, self._stop - self._pos))
+        if not chunk:
+            self._done = True
+            return
+        self._pos += len(chunk)
+        if self._pos >= self._stop and not chunk.endswith(b"\n"):
+            rest = self._raw.readline()  # finish the line that started inside the range
+            self._pos += len(rest)
+            chunk += rest
+        self._pending = chunk
+
+
+def open_text_range(fs: Any, path: str, compression: str | None, start: int,
+                    stop: int | None) -> io.BufferedReader:
+    handle = fs.open(path, "rb", compression=compression)
+    return io.BufferedReader(LineRange(handle, start, stop, seekable=compression is None),
+                             buffer_size=4 << 20)
+
+
+def read_head_line(fs: Any, path: str, compression: str | None) -> bytes:
+    with fs.open(path, "rb", compression=compression) as handle:
+        return handle.readline()
+
+
+def infer_text_schema(fs: Any, path: str, fmt: str, compression: str | None,
+                      options: dict[str, Any]) -> pa.Schema:
+    """Schema of a CSV/JSON Lines file from its first ``INFER_BYTES`` (whole lines only)."""
+    with fs.open(path, "rb", compression=compression) as handle:
+        head = handle.read(options.get("infer_bytes", INFER_BYTES))
+        more = handle.read(1)
+    if more and b"\n" in head:
+        head = head[: head.rindex(b"\n") + 1]
+    if not head.strip():
+        raise SourceError(f"{path}: the file is empty; remove it from the source")
+    try:
+        if fmt == "csv":
+            table = pacsv.read_csv(io.BytesIO(head), read_options=_csv_read_options(options),
+                                   parse_options=_csv_parse_options(path, options))
+        else:
+            table = pajson.read_json(io.BytesIO(head))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SourceError(f"{path}: cannot parse as {fmt.upper()}: {_first_line(exc)}") from None
+    schema = _widen(table.schema)
+    overrides = options.get("column_types") or {}
+    for column, type_name in overrides.items():
+        if column not in schema.names:
+            raise SourceError(f"column_types names column {column!r}, which {path} does not "
+                              f"have; it has {', '.join(schema.names)}")
+        try:
+            schema = schema.set(schema.get_field_index(column),
+                                pa.field(column, pa.type_for_alias(type_name)))
+        except ValueError:
+            raise SourceError(f"column_types: unknown type {type_name!r} for {column!r}") from None
+    return schema
+
+
+def _csv_read_options(options: dict[str, Any], column_names: list[str] | None = None,
+                      skip_header: bool = False) -> pacsv.ReadOptions:
+    return pacsv.ReadOptions(block_size=4 << 20, column_names=column_names,
+                             skip_rows=1 if skip_header else 0,
+                             autogenerate_column_names=options.get("header") is False
+                             and column_names is None)
+
+
+def _csv_parse_options(path: str, options: dict[str, Any]) -> pacsv.ParseOptions:
+    delimiter = options.get("delimiter") or ("\t" if ".tsv" in path.lower() else ",")
+    return pacsv.ParseOptions(delimiter=delimiter)
+
+
+def iter_text_batches(fs: Any, path: str, fmt: str, compression: str | None, start: int,
+                      stop: int | None, schema: pa.Schema,
+                      options: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    """Record batches of the lines that start in ``[start, stop)``, typed as ``schema``."""
+    stream = open_text_range(fs, path, compression, start, stop)
+    try:
+        if fmt == "csv":
+            has_header = options.get("header", True) is not False
+            reader = pacsv.open_csv(
+                stream,
+                read_options=_csv_read_options(options, column_names=schema.names,
+                                               skip_header=has_header and start == 0),
+                parse_options=_csv_parse_options(path, options),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={f.name: f.type for f in schema}, strings_can_be_null=True))
+        else:
+            reader = pajson.open_json(
+                stream, read_options=pajson.ReadOptions(block_size=4 << 20),
+                parse_options=pajson.ParseOptions(explicit_schema=schema,
+                                                  unexpected_field_behavior="error"))
+        for batch in reader:
+            yield batch
+    except StopIteration:
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        if "Empty CSV file" in str(exc) or "Empty JSON" in str(exc):
+            return
+        raise SourceError(f"{path}: bytes {start}-{stop or 'end'}: {_first_line(exc)}; the schema "
+                          "was inferred from the file's first MB: fix the file, or pass "
+                          "column_types={...} when adding the dataset") from None
+    finally:
+        stream.close()
+
+
+# ---------------------------------------------------------------------- parquet
+def open_parquet(fs: Any, path: str) -> pq.ParquetFile:
+    """A parquet file opened with page checksum verification on."""
+    try:
+        return pq.ParquetFile(fs.open(path, "rb"), page_checksum_verification=True)
+    except (pa.ArrowInvalid, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise SourceError(f"{path}: not a readable parquet file: {_first_line(exc)}") from None
+
+
+def iter_parquet_rows(fs: Any, path: str, start: int, stop: int,
+                      batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
+    """Record batches of rows ``[start, stop)`` of a parquet file, reading only the row groups
+    that hold them, with page checksums verified."""
+    pf = open_parquet(fs, path)
+    metadata = pf.metadata
+    offset = 0
+    try:
+        for index in range(metadata.num_row_groups):
+            rows = metadata.row_group(index).num_rows
+            first, last = offset, offset + rows
+            offset = last
+            if last <= start or first >= stop:
+                continue
+            position = first
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[index],
+                                         use_threads=True):
+                lo, hi = max(start - position, 0), min(stop - position, batch.num_rows)
+                position += batch.num_rows
+                if hi > lo:
+                    yield batch.slice(lo, hi - lo)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
+            raise
+        raise SourceError(f"{path}: cannot read rows {start}-{stop}: {_first_line(exc)}") from None
+
+
+def plan_parquet_slices(metadata: pq.FileMetaData, partition_size: int) -> list[tuple[int, int, int]]:
+    """Cut a parquet file into row ranges of about ``partition_size`` bytes: (start, stop, bytes).
+
+    Ranges follow row-group boundaries; a row group larger than the target is cut by rows.
+    """
+    slices: list[tuple[int, int, int]] = []
+    start = offset = 0
+    pending = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        rows, size = group.num_rows, max(group.total_byte_size, 1)
+        if pending and pending + size > partition_size:
+            slices.append((start, offset, pending))
+            start, pending = offset, 0
+        if size > partition_size and rows > 1:
+            pieces = math.ceil(size / partition_size)
+            step = math.ceil(rows / pieces)
+            for lo in range(0, rows, step):
+                hi = min(lo + step, rows)
+                slices.append((offset + lo, offset + hi, size * (hi - lo) // rows))
+            offset += rows
+            start = offset
+            continue
+        pending += size
+        offset += rows
+    if pending or not slices:
+        slices.append((start, offset, pending))
+    return slices
+
+
+@dataclass
+class WrittenPartition:
+    """What a finished partition file holds."""
+
+    num_rows: int
+    row_groups: list[int]
+    schema: pa.Schema
+
+
+class PartitionWriter:
+    """Writes record batches to a local parquet file in row groups of bounded rows and bytes."""
+
+    def __init__(self, dest: str, schema: pa.Schema | None, row_group_size: int,
+                 compression: str) -> None:
+        self.dest = dest
+        self.schema = schema
+        self.row_group_size = row_group_size
+        self.compression = compression
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered_rows = 0
+        self._buffered_bytes = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.schema is None:
+            self.schema = batch.schema
+        elif batch.schema != self.schema:
+            try:
+                batch = pa.RecordBatch.from_arrays(
+                    [batch.column(i).cast(f.type) for i, f in enumerate(self.schema)],
+                    schema=self.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, IndexError) as exc:
+                raise SourceError(f"a batch does not match the partition schema: "
+                                  f"{_first_line(exc)}") from None
+        self._buffer.append(batch)
+        self._buffered_rows += batch.num_rows
+        self._buffered_bytes += batch.nbytes
+        while self._buffered_rows >= self.row_group_size or \
+                self._buffered_bytes >= ROW_GROUP_MAX_BYTES:
+            self._flush(limit=self.row_group_size)
+
+    def _flush(self, limit: int | None = None) -> None:
+        if not self._buffer:
+            return
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        if limit is not None and table.num_rows > limit:
+            head, rest = table.slice(0, limit), table.slice(limit)
+        else:
+            head, rest = table, None
+        self._open().write_table(head, row_group_size=max(head.num_rows, 1))
+        self._buffer = rest.to_batches() if rest is not None and rest.num_rows else []
+        self._buffered_rows = rest.num_rows if rest is not None else 0
+        self._buffered_bytes = rest.nbytes if rest is not None else 0
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            assert self.schema is not None
+            self._writer = pq.ParquetWriter(self.dest, self.schema, compression=self.compression,
+                                            write_page_checksum=True,
+                                            write_statistics=True)
+        return self._writer
+
+    def close(self) -> WrittenPartition:
+        self._flush()
+        if self._writer is None:  # no rows: still a valid, empty partition
+            if self.schema is None:
+                raise SourceError(f"no rows and no schema for {self.dest}")
+            self._open()
+        assert self._writer is not None
+        self._writer.close()
+        metadata = pq.read_metadata(self.dest)
+        return WrittenPartition(
+            num_rows=metadata.num_rows,
+            row_groups=[metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)],
+            schema=self.schema)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001, S110 - the file is discarded anyway
+                pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

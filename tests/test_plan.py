@@ -1,0 +1,419 @@
+"""Tests for the pure epoch planner (pygestor.loaders.plan) and the topology resolver."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pygestor.errors import ConfigError, IntegrityError
+from pygestor.loaders import plan as P
+from pygestor.loaders.topology import Topology, resolve_topology
+
+FAST = settings(max_examples=120, deadline=None)
+
+sizes_st = st.lists(st.integers(0, 7), min_size=0, max_size=12)
+world_st = st.integers(1, 9)
+workers_st = st.integers(0, 5)
+block_st = st.integers(1, 4)
+seed_st = st.integers(0, 3)
+shuffle_st = st.sampled_from(["none", "rowgroup"])
+
+
+# --------------------------------------------------------------------------------------------
+# Reference helpers (explicit, per-sample; only for tiny inputs)
+
+
+def expand(slices: list[P.Slice]) -> list[tuple[int, int]]:
+    """Samples (row_group, row) of a slice list, in delivery order."""
+    return [(s.row_group, row) for s in slices for row in range(s.start, s.stop)]
+
+
+def reference_sequence(sizes, seed, epoch, shuffle) -> list[tuple[int, int]]:
+    order = P.epoch_order(sizes, seed=seed, epoch=epoch, shuffle=shuffle)
+    return [(int(g), row) for g in order for row in range(sizes[g])]
+
+
+def reference_rank(sizes, world, rank, seed, epoch, shuffle, drop_last) -> list[tuple[int, int]]:
+    sequence = reference_sequence(sizes, seed, epoch, shuffle)
+    total = len(sequence)
+    if total == 0:
+        return []
+    n = total // world if drop_last else -(-total // world)
+    return [sequence[(rank * n + i) % total] for i in range(n)]
+
+
+def rank_samples(sizes, world, rank, workers, **kw) -> list[list[tuple[int, int]]]:
+    """Per-worker delivered samples of one rank."""
+    return [
+        expand(
+            P.plan_slices(sizes, rank=rank, world_size=world, worker=k, num_workers=workers, **kw)
+        )
+        for k in range(max(workers, 1))
+    ]
+
+
+def positions(ranges) -> list[int]:
+    return [p for a, b in ranges for p in range(a, b)]
+
+
+# --------------------------------------------------------------------------------------------
+# Global properties
+
+
+@FAST
+@given(sizes_st, world_st, workers_st, st.booleans(), shuffle_st, seed_st, st.integers(0, 3))
+def test_ranks_and_workers_cover_the_epoch(sizes, world, workers, drop_last, shuffle, seed, epoch):
+    kw = {"seed": seed, "epoch": epoch, "shuffle": shuffle, "drop_last": drop_last}
+    total = sum(sizes)
+    n = P.samples_per_rank(total, world, drop_last)
+    delivered: list[tuple[int, int]] = []
+    for rank in range(world):
+        per_worker = rank_samples(sizes, world, rank, workers, **kw)
+        flat = [s for worker in per_worker for s in worker]
+        assert len(flat) == n
+        assert flat == reference_rank(sizes, world, rank, seed, epoch, shuffle, drop_last)
+        delivered.extend(flat)
+    everything = {(g, row) for g, size in enumerate(sizes) for row in range(size)}
+    counts = Counter(delivered)
+    if drop_last:
+        assert len(delivered) == world * (total // world)
+        assert all(c == 1 for c in counts.values())
+    else:
+        assert len(delivered) == (world * -(-total // world) if total else 0)
+        assert set(counts) == everything
+        assert sum(c - 1 for c in counts.values()) == len(delivered) - total  # only the pad
+
+
+@FAST
+@given(sizes_st, world_st, st.booleans(), shuffle_st, seed_st, block_st)
+def test_worker_count_does_not_change_a_ranks_samples(
+    sizes, world, drop_last, shuffle, seed, block
+):
+    kw = {"seed": seed, "epoch": 1, "shuffle": shuffle, "drop_last": drop_last, "block": block}
+    for rank in range(world):
+        sequences = {
+            workers: [s for w in rank_samples(sizes, world, rank, workers, **kw) for s in w]
+            for workers in (0, 1, 2, 3)
+        }
+        assert all(seq == sequences[0] for seq in sequences.values())
+
+
+def test_determinism_and_epoch_changes_order():
+    sizes = [3, 0, 5, 2, 7, 1, 4, 6]
+    kw = {
+        "rank": 1,
+        "world_size": 3,
+        "worker": 1,
+        "num_workers": 2,
+        "seed": 7,
+        "shuffle": "rowgroup",
+    }
+    assert P.plan_slices(sizes, epoch=2, **kw) == P.plan_slices(sizes, epoch=2, **kw)
+    assert P.plan_slices(sizes, epoch=2, **kw) != P.plan_slices(sizes, epoch=3, **kw)
+    orders = {tuple(P.epoch_order(sizes, seed=7, epoch=e, shuffle="rowgroup")) for e in range(5)}
+    assert len(orders) == 5
+    assert P.epoch_order(sizes, seed=7, epoch=3).tolist() == list(range(len(sizes)))
+    expected = np.random.Generator(np.random.PCG64(np.random.SeedSequence([7, 3])))
+    assert (
+        P.epoch_order(sizes, seed=7, epoch=3, shuffle="rowgroup").tolist()
+        == expected.permutation(len(sizes)).tolist()
+    )
+
+
+def test_slices_are_merged_and_compact():
+    slices = P.plan_slices([4, 0, 3], rank=0, world_size=1, worker=0, num_workers=0)
+    assert slices == [P.Slice(0, 0, 4), P.Slice(2, 0, 3)]
+    # Wrap-around with one row group: two slices of the same group, not merged.
+    wrapped = P.plan_slices([5], rank=1, world_size=2, worker=0, num_workers=0)
+    assert wrapped == [P.Slice(0, 3, 5), P.Slice(0, 0, 1)]
+    # More ranks than samples: repeated wrapping.
+    assert [
+        P.plan_slices([2], rank=r, world_size=5, worker=0, num_workers=1) for r in range(5)
+    ] == [[P.Slice(0, i % 2, i % 2 + 1)] for i in range(5)]
+
+
+def test_empty_epoch_gives_nothing():
+    for drop_last in (True, False):
+        assert P.plan_slices([], rank=2, world_size=3, worker=0, num_workers=2) == []
+        assert (
+            P.plan_slices(
+                [0, 0], rank=0, world_size=1, worker=0, num_workers=0, drop_last=drop_last
+            )
+            == []
+        )
+
+
+def test_invalid_settings():
+    with pytest.raises(ConfigError, match="unknown shuffle"):
+        P.epoch_order([1], shuffle="bogus")
+    with pytest.raises(ConfigError, match="rank"):
+        P.plan_slices([1], rank=2, world_size=2, worker=0, num_workers=0)
+    with pytest.raises(ConfigError, match="worker"):
+        P.plan_slices([1], rank=0, world_size=1, worker=1, num_workers=0)
+    with pytest.raises(ConfigError, match="block"):
+        P.worker_pieces(5, 2, block=0)
+    with pytest.raises(ConfigError):
+        P.as_sizes([1, -1])
+
+
+# --------------------------------------------------------------------------------------------
+# Worker split
+
+
+@FAST
+@given(st.integers(0, 60), workers_st, block_st)
+def test_worker_pieces_rule(n, workers, block):
+    pieces = P.worker_pieces(n, workers, block)
+    assert len(pieces) == max(workers, 1)
+    assert positions(pieces) == list(range(n))
+    sizes = [b - a for a, b in pieces]
+    end_holder = max((k for k, s in enumerate(sizes) if s), default=0)
+    assert all(s % block == 0 for k, s in enumerate(sizes) if k != end_holder)
+    full = [s for k, s in enumerate(sizes) if k != end_holder or s % block == 0]
+    assert not full or max(full) - min(full) <= block
+    if block == 1:
+        assert max(sizes) - min(sizes) <= 1
+
+
+# --------------------------------------------------------------------------------------------
+# Resume
+
+
+@st.composite
+def resume_case(draw):
+    n = draw(st.integers(0, 40))
+    workers0 = draw(workers_st)
+    block = draw(block_st)
+    pieces = P.worker_pieces(n, workers0, block)
+    consumed = [draw(st.integers(0, b - a)) for a, b in pieces]
+    return n, workers0, block, consumed
+
+
+@FAST
+@given(resume_case(), workers_st)
+def test_remaining_plus_consumed_is_the_span(case, workers):
+    n, workers0, block, consumed = case
+    pieces = P.worker_pieces(n, workers0, block)
+    done = [p for (a, _), c in zip(pieces, consumed, strict=True) for p in range(a, a + c)]
+    remaining = P.remaining_ranges(n, workers0, block, consumed)
+    assert sorted(done + positions(remaining)) == list(range(n))
+    shares = P.split_ranges(remaining, workers, block)
+    assert len(shares) == max(workers, 1)
+    assert sorted(p for share in shares for p in positions(share)) == positions(remaining)
+    assignments = P.assign_workers(n, workers, block=block, consumed=consumed)
+    left = [p for a in assignments for p in positions(P.drop_prefix(a.ranges, a.skip))]
+    assert sorted(done + left) == list(range(n))
+
+
+@FAST
+@given(sizes_st, world_st, workers_st, workers_st, block_st, st.booleans(), st.data())
+def test_resumed_plan_delivers_exactly_the_rest(sizes, world, workers0, workers, block, drop, data):
+    kw = {"seed": 1, "epoch": 2, "shuffle": "rowgroup", "drop_last": drop, "block": block}
+    rank = data.draw(st.integers(0, world - 1))
+    original = rank_samples(sizes, world, rank, workers0, **kw)
+    consumed = [data.draw(st.integers(0, len(w))) for w in original]
+    done = [s for w, c in zip(original, consumed, strict=True) for s in w[:c]]
+    resumed = rank_samples(sizes, world, rank, workers, consumed=consumed, **kw)
+    rest = [s for w in resumed for s in w]
+    full = [s for w in original for s in w]
+    assert Counter(done + rest) == Counter(full)
+    if max(workers, 1) == max(workers0, 1):  # continuation: each worker resumes its own piece
+        assert resumed == [w[c:] for w, c in zip(original, consumed, strict=True)]
+
+
+@FAST
+@given(resume_case(), workers_st, st.data())
+def test_chained_resume_with_remaining_ranges(case, workers, data):
+    n, workers0, block, consumed = case
+    first = P.assign_workers(n, workers0, block=block, consumed=consumed)
+    first_left = P.remaining_ranges(n, workers0, block, consumed)
+    assert P.remaining_after(first, [0] * len(first)) == first_left
+    shares = P.assign_workers(n, workers, block=block, remaining=first_left)
+    delivered = [data.draw(st.integers(0, a.remaining)) for a in shares]
+    second_left = P.remaining_after(shares, delivered)
+    got = [p for a, d in zip(shares, delivered, strict=True) for p in positions(a.ranges)[:d]]
+    assert sorted(got + positions(second_left)) == positions(first_left)
+
+
+def test_int_consumed_is_a_rank_prefix():
+    sizes = [3, 4, 5]
+    full = expand(P.plan_slices(sizes, rank=0, world_size=1, worker=0, num_workers=0))
+    assert (
+        expand(P.plan_slices(sizes, rank=0, world_size=1, worker=0, num_workers=0, consumed=5))
+        == full[5:]
+    )
+    split = [
+        P.plan_slices(sizes, rank=0, world_size=1, worker=k, num_workers=3, consumed=5)
+        for k in range(3)
+    ]
+    assert [s for w in split for s in expand(w)] == full[5:]
+
+
+def test_bad_resume_state_is_an_integrity_error():
+    with pytest.raises(IntegrityError):
+        P.remaining_ranges(10, 2, 1, [6, 0])
+    with pytest.raises(IntegrityError):
+        P.remaining_ranges(10, 2, 1, [1, 1, 1])
+    with pytest.raises(IntegrityError):
+        P.consumed_per_worker_from_batches(10, [2, 3])
+
+
+# --------------------------------------------------------------------------------------------
+# DataLoader batches
+
+
+def simulate_dataloader(batches_consumed: int, per_worker: list[int]) -> list[int]:
+    """Explicit in-order round robin over workers, skipping exhausted ones."""
+    taken = [0] * len(per_worker)
+    worker = 0
+    for _ in range(batches_consumed):
+        while taken[worker] >= per_worker[worker]:
+            worker = (worker + 1) % len(per_worker)
+        taken[worker] += 1
+        worker = (worker + 1) % len(per_worker)
+    return taken
+
+
+@FAST
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=6), st.data())
+def test_round_robin_matches_explicit_simulation(per_worker, data):
+    batches = data.draw(st.integers(0, sum(per_worker)))
+    assert P.consumed_per_worker_from_batches(batches, per_worker) == simulate_dataloader(
+        batches, per_worker
+    )
+
+
+def test_batches_and_samples_helpers():
+    assert P.batches_per_worker([10, 8, 0], 4) == [3, 2, 0]
+    assert P.batches_per_worker([10, 8, 0], 4, drop_incomplete=True) == [2, 2, 0]
+    # batches: w0, w1, w2(empty: skipped), w0, w1, w0 ...
+    assert P.consumed_samples_from_batches(4, [10, 8, 0], 4) == [8, 8, 0]
+    assert P.consumed_samples_from_batches(5, [10, 8, 0], 4) == [10, 8, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# Window shuffle
+
+
+def read_with_windows(plan: P.WorkerPlan, window: int) -> list[tuple[int, int]]:
+    """What a reader with an in-buffer window shuffle delivers for a worker plan."""
+    out = []
+    for w in plan.windows(window):
+        rows = expand(plan.slices_between(w.offset, w.offset + w.length))
+        assert len(rows) == w.length
+        order = P.window_permutation(plan.seed, plan.epoch, w.position, w.length, rank=plan.rank)
+        out.extend(rows[i] for i in order[w.discard :])
+    return out
+
+
+@FAST
+@given(sizes_st, world_st, workers_st, st.integers(1, 5), st.data())
+def test_window_shuffle_resumes_exactly(sizes, world, workers, window, data):
+    layout = P.epoch_layout(sizes, seed=3, epoch=1, shuffle="rowgroup")
+    rank = data.draw(st.integers(0, world - 1))
+    kw = {"rank": rank, "world_size": world, "num_workers": workers}
+    full = [
+        read_with_windows(P.plan_worker(layout, worker=k, **kw), window)
+        for k in range(max(workers, 1))
+    ]
+    consumed = [data.draw(st.integers(0, len(f))) for f in full]
+    for k, f in enumerate(full):
+        plan = P.plan_worker(layout, worker=k, consumed=consumed, **kw)
+        assert read_with_windows(plan, window) == f[consumed[k] :]
+        assert (
+            expand(plan.slices)
+            == expand(P.plan_worker(layout, worker=k, **kw).slices)[consumed[k] :]
+        )
+
+
+def test_window_permutation_is_deterministic():
+    a = P.window_permutation(1, 2, 100, 50)
+    assert sorted(a.tolist()) == list(range(50))
+    assert a.tolist() == P.window_permutation(1, 2, 100, 50).tolist()
+    assert a.tolist() != P.window_permutation(1, 2, 150, 50).tolist()
+    assert a.tolist() != P.window_permutation(1, 3, 100, 50).tolist()
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprint and summary
+
+
+@FAST
+@given(st.lists(st.integers(0, 1000), min_size=1, max_size=20), st.data())
+def test_fingerprint_changes_with_any_size(sizes, data):
+    kw = {"seed": 0, "shuffle": "rowgroup", "drop_last": False, "world_size": 4}
+    base = P.plan_fingerprint(sizes, **kw)
+    index = data.draw(st.integers(0, len(sizes) - 1))
+    changed = list(sizes)
+    changed[index] += data.draw(st.integers(1, 5))
+    assert P.plan_fingerprint(changed, **kw) != base
+    assert P.plan_fingerprint([*sizes, 0], **kw) != base
+    assert P.plan_fingerprint(np.asarray(sizes), **kw) == base
+
+
+def test_fingerprint_settings_and_stability():
+    kw = {"seed": 0, "shuffle": "rowgroup", "drop_last": False, "world_size": 4}
+    base = P.plan_fingerprint([1, 2, 3], **kw)
+    assert len(base) == 32 and int(base, 16) >= 0
+    for change in ({"seed": 1}, {"shuffle": "none"}, {"drop_last": True}, {"world_size": 3}):
+        assert P.plan_fingerprint([1, 2, 3], **{**kw, **change}) != base
+    assert base == P.plan_fingerprint([1, 2, 3], **kw)
+
+
+@FAST
+@given(sizes_st, world_st, workers_st, st.booleans(), shuffle_st)
+def test_summary_matches_brute_force(sizes, world, workers, drop_last, shuffle):
+    summary = P.summarize_plan(sizes, world, workers, 5, 1, shuffle, drop_last)
+    total = sum(sizes)
+    n = P.samples_per_rank(total, world, drop_last)
+    touched = [
+        len({g for g, _ in reference_rank(sizes, world, r, 5, 1, shuffle, drop_last)})
+        for r in range(world)
+    ]
+    assert summary["samples_per_rank"] == n
+    assert summary["row_groups_per_rank"]["min"] == min(touched)
+    assert summary["row_groups_per_rank"]["max"] == max(touched)
+    assert summary["row_groups_per_rank"]["median"] == float(np.median(touched))
+    assert summary["dropped"] == (total - world * n if drop_last else 0)
+    assert summary["padded"] == (0 if drop_last else world * n - total)
+
+
+# --------------------------------------------------------------------------------------------
+# Scale
+
+
+def test_one_rank_plan_at_a_million_row_groups():
+    sizes = np.random.default_rng(0).integers(0, 200, size=1_000_000)
+    layout = P.epoch_layout(sizes, seed=1, epoch=0, shuffle="rowgroup")
+    n = P.samples_per_rank(layout.total, 1024, False)
+    expected = [b - a for a, b in P.worker_pieces(n, 8)]
+    plan = P.plan_worker(layout, rank=517, world_size=1024, worker=5, num_workers=8)
+    assert sum(s.rows for s in plan.slices) == expected[5]
+    summary = P.summarize_plan(sizes, 1024, 8, 1, 0, "rowgroup", False)
+    assert summary["samples_per_rank"] == n
+
+
+# --------------------------------------------------------------------------------------------
+# Topology
+
+
+def test_topology_sources_in_order():
+    env = {"RANK": "3", "WORLD_SIZE": "8"}
+    assert resolve_topology(environ=env, worker_info=(1, 2)) == Topology(3, 8, 1, 2)
+    assert resolve_topology(environ=env, captured=(1, 4)) == Topology(1, 4, 0, 0)
+    assert resolve_topology(2, 5, environ=env, captured=(1, 4)) == Topology(2, 5, 0, 0)
+    assert resolve_topology(environ={}) == Topology(0, 1, 0, 0)
+    assert resolve_topology(environ={}).workers == 1
+
+
+def test_topology_validation():
+    with pytest.raises(ConfigError, match="rank"):
+        resolve_topology(4, 4, environ={})
+    with pytest.raises(ConfigError, match="RANK"):
+        resolve_topology(environ={"RANK": "x"})
+    with pytest.raises(ConfigError, match="worker"):
+        resolve_topology(environ={}, worker_info=(2, 2))
