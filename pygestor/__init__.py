@@ -26,9 +26,23 @@ __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
     from pygestor.api import (  # noqa: F401
-        add_dataset, configure, delete_dataset, download, get_manager, info, iter_batches,
-        list_datasets, list_partitions, list_subsets, load, load_table, remove, sample, schema,
-        urls, verify,
+        add_dataset,
+        configure,
+        delete_dataset,
+        download,
+        get_manager,
+        info,
+        iter_batches,
+        list_datasets,
+        list_partitions,
+        list_subsets,
+        load,
+        load_table,
+        remove,
+        sample,
+        schema,
+        urls,
+        verify,
     )
     from pygestor.config import Settings  # noqa: F401
     from pygestor.errors import PygestorError  # noqa: F401

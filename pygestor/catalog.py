@@ -20,6 +20,7 @@ from pygestor.errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
     IntegrityError,
+    InvalidNameError,
     NotFoundError,
 )
 from pygestor.names import check_dataset_name, check_reference
@@ -304,9 +305,10 @@ class Catalog:
                 continue
             name = "/".join(parts[:n])
             try:
-                if not self.exists(name):
-                    continue
-            except Exception:  # noqa: BLE001 - an invalid candidate is just not a match
+                found = self.exists(name)
+            except InvalidNameError:  # e.g. a 3-part prefix: not a dataset name
+                found = False
+            if not found:
                 continue
             rest = "/".join(parts[n:])
             if not rest:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from pygestor.errors import ConfigError
 

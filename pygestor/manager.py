@@ -382,9 +382,9 @@ class Manager:
             folder = self.storage.path(dataset.name, subset)
             for entry in self.storage.ls(folder, detail=True):
                 name = entry["name"]
-                if is_stale_temp(name, max_age=24 * 3600, mtime=entry.get("mtime")):
-                    if self.storage.remove(name):
-                        removed.append(name)
+                if is_stale_temp(name, max_age=24 * 3600, mtime=entry.get("mtime")) \
+                        and self.storage.remove(name):
+                    removed.append(name)
         return removed
 
     def _progress_sink(self, progress: bool | ProgressCallback, event: ProgressEvent,

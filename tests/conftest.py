@@ -17,14 +17,14 @@ os.environ.pop("PYGESTOR_CONFIG", None)
 os.environ.pop("PYGESTOR_DATA_DIR", None)
 os.environ.pop("PYGESTOR_STORAGE_OPTIONS", None)
 
-import socket  # noqa: E402
-import sys  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
 TESTS = Path(__file__).parent
 DATA = TESTS / "data"

@@ -172,7 +172,7 @@ class Storage:
         self._invalidate(path)
 
     def put_file(self, local_path: str, path: str) -> None:
-        """Place a complete local file at ``path`` atomically (copy, never a cross-device rename)."""
+        """Place a complete local file at ``path`` atomically (never a cross-device rename)."""
         if self.is_local:
             folder, name = os.path.split(path)
             os.makedirs(folder, exist_ok=True)
@@ -266,7 +266,8 @@ class Storage:
             raise
         except PermissionError as exc:
             raise StorageError(f"permission denied to {action} {self.url_of(path)}: "
-                               f"{_short(exc)}; check the credentials and storage_options") from None
+                               f"{_short(exc)}; check the credentials and storage_options"
+                               ) from None
         except OSError as exc:
             if _looks_like_auth(exc):
                 raise StorageError(f"access denied to {action} {self.url_of(path)}: "
@@ -297,7 +298,7 @@ def make_filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str
         os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
-    except ImportError as exc:
+    except ImportError:
         extra = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "hf": "hf"}.get(protocol)
         hint = f"pip install 'pygestor[{extra}]'" if extra else "install its fsspec backend"
         raise StorageError(f"no filesystem for {protocol}:// is installed; {hint}") from None

@@ -13,8 +13,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
-import fsspec
-
 from pygestor.catalog import Dataset, Partition, Subset
 from pygestor.config import SECRET_KEY_PATTERN
 from pygestor.errors import SourceError
@@ -27,7 +25,6 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 def source_filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     """The filesystem and path of a source URL; a clear error for unknown schemes."""
     from pygestor.backends.storage import make_filesystem
-
     from pygestor.errors import StorageError
     try:
         return make_filesystem(url, options.get("source_options") or {})
@@ -108,13 +105,14 @@ class FilesPipeline(Pipeline):
                      files: list[tuple[str, str, str | None, int]], options: dict[str, Any],
                      pool: ThreadPoolExecutor) -> Subset:
         subset = Subset(name=subset_name)
+        target = partition_target(self.settings, options)
         kinds = {fmt for _, fmt, _, _ in files}
         if len(kinds) > 1:
             raise SourceError(f"subset {subset_name!r} mixes {' and '.join(sorted(kinds))} files; "
                               "put each format in its own folder")
         fmt = kinds.pop()
         if fmt == "parquet":
-            plans = list(pool.map(lambda f: self._plan_parquet(fs, f[0]), files))
+            plans = list(pool.map(lambda f: self._plan_parquet(fs, f[0], target), files))
             schemas = [schema for _, schema in plans]
             subset.schema = formats.schema_to_text(schemas[0])
             for (path, *_), (slices, schema) in zip(files, plans, strict=True):
@@ -128,7 +126,6 @@ class FilesPipeline(Pipeline):
         first_path, _, first_compression, _ = files[0]
         schema = formats.infer_text_schema(fs, first_path, fmt, first_compression, options)
         subset.schema = formats.schema_to_text(schema)
-        target = self.settings.partition_size
         for path, _, compression, size in files:
             if compression is None and size > target:
                 pieces = math.ceil(size / target)
@@ -143,10 +140,11 @@ class FilesPipeline(Pipeline):
                           part_size, None)
         return subset
 
-    def _plan_parquet(self, fs: Any, path: str) -> tuple[list[tuple[int, int, int]], Any]:
+    def _plan_parquet(self, fs: Any, path: str,
+                      target: int) -> tuple[list[tuple[int, int, int]], Any]:
         pf = formats.open_parquet(fs, path)
         try:
-            slices = formats.plan_parquet_slices(pf.metadata, self.settings.partition_size)
+            slices = formats.plan_parquet_slices(pf.metadata, target)
             return slices, pf.schema_arrow
         finally:
             pf.close()
@@ -189,6 +187,15 @@ class FilesPipeline(Pipeline):
                               f"read {written.num_rows}; the source changed since it was added")
 
 
+def partition_target(settings: Any, options: dict[str, Any]) -> int:
+    """Partition size for one dataset: its ``partition_size`` option, else the setting."""
+    from pygestor.config import parse_size
+
+    if options.get("partition_size") is not None:
+        return parse_size(options["partition_size"], "partition_size")
+    return settings.partition_size
+
+
 def _storable_options(options: dict[str, Any]) -> dict[str, Any]:
     """Pipeline options without credentials (those come from the environment when needed)."""
     stored: dict[str, Any] = {}
@@ -205,5 +212,3 @@ def _short(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
-
-__all__ = ["FilesPipeline", "fsspec"]

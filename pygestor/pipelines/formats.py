@@ -208,8 +208,7 @@ def iter_text_batches(fs: Any, path: str, fmt: str, compression: str | None, sta
                 stream, read_options=pajson.ReadOptions(block_size=4 << 20),
                 parse_options=pajson.ParseOptions(explicit_schema=schema,
                                                   unexpected_field_behavior="error"))
-        for batch in reader:
-            yield batch
+        yield from reader
     except StopIteration:
         return
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -260,7 +259,8 @@ def iter_parquet_rows(fs: Any, path: str, start: int, stop: int,
         raise SourceError(f"{path}: cannot read rows {start}-{stop}: {_first_line(exc)}") from None
 
 
-def plan_parquet_slices(metadata: pq.FileMetaData, partition_size: int) -> list[tuple[int, int, int]]:
+def plan_parquet_slices(metadata: pq.FileMetaData,
+                        partition_size: int) -> list[tuple[int, int, int]]:
     """Cut a parquet file into row ranges of about ``partition_size`` bytes: (start, stop, bytes).
 
     Ranges follow row-group boundaries; a row group larger than the target is cut by rows.
