@@ -9,6 +9,7 @@ writers of one dataset do not lose each other's changes.
 from __future__ import annotations
 
 import difflib
+import gc
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,30 @@ from pygestor.names import check_dataset_name, check_reference
 SCHEMA_VERSION = 1
 RECORD_NAME = "metadata.json"
 T = TypeVar("T")
+
+
+def dumps_json(data: Any) -> bytes:
+    """Compact JSON (orjson when installed: ten times faster on large records)."""
+    try:
+        import orjson
+    except ImportError:
+        return json.dumps(data, separators=(",", ":")).encode()
+    return orjson.dumps(data)
+
+
+def loads_json(raw: bytes) -> Any:
+    """Parse JSON with the cyclic garbage collector paused (it halves the time on big records)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            import orjson
+        except ImportError:
+            return json.loads(raw)
+        return orjson.loads(raw)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def now() -> str:
@@ -77,15 +102,42 @@ class Partition:
         return cls(**known)
 
 
-@dataclass
 class Subset:
-    """A version, language, config or split of a dataset: an ordered list of partitions."""
+    """A version, language, config or split of a dataset: an ordered list of partitions.
 
-    name: str
-    partitions: list[Partition] = field(default_factory=list)
-    description: str = ""
-    schema: str | None = None  # base64 Arrow IPC schema, when known
-    extra: dict[str, Any] = field(default_factory=dict)
+    Partition records are parsed lazily: a catalog of 100 000 partitions is read, summarized
+    and written back without building an object per partition of the untouched subsets.
+    """
+
+    def __init__(self, name: str, partitions: list[Partition] | None = None,
+                 description: str = "", schema: str | None = None,
+                 extra: dict[str, Any] | None = None,
+                 raw_partitions: list[dict[str, Any]] | None = None) -> None:
+        self.name = name
+        self.description = description
+        self.schema = schema  # base64 Arrow IPC schema, when known
+        self.extra = extra or {}
+        self._partitions = partitions if partitions is not None else (
+            None if raw_partitions is not None else [])
+        self._raw = raw_partitions
+
+    def __repr__(self) -> str:
+        return f"Subset({self.name!r}, {self.count} partitions)"
+
+    @property
+    def partitions(self) -> list[Partition]:
+        if self._partitions is None:
+            self._partitions = [Partition.from_dict(p) for p in self._raw or []]
+            self._raw = None
+        return self._partitions
+
+    @partitions.setter
+    def partitions(self, value: list[Partition]) -> None:
+        self._partitions, self._raw = value, None
+
+    @property
+    def count(self) -> int:
+        return len(self._partitions) if self._partitions is not None else len(self._raw or [])
 
     def partition(self, name: str) -> Partition:
         for part in self.partitions:
@@ -98,20 +150,35 @@ class Subset:
     def downloaded(self) -> list[Partition]:
         return [p for p in self.partitions if p.downloaded]
 
+    def stats(self) -> dict[str, Any]:
+        """Counts and sizes, without building partition objects when they are not built yet."""
+        items = self._raw if self._partitions is None else [p.__dict__ for p in self.partitions]
+        downloaded = rows = size = source = 0
+        rows_known = True
+        for item in items or []:
+            if item.get("checksum") is not None:
+                downloaded += 1
+                size += item.get("size") or 0
+            count = item.get("num_rows")
+            count = item.get("source_rows") if count is None else count
+            if count is None:
+                rows_known = False
+            else:
+                rows += count
+            source += item.get("source_bytes") or 0
+        return {"partitions": len(items or []), "downloaded": downloaded,
+                "rows": rows if rows_known else None, "downloaded_bytes": size,
+                "source_bytes": source}
+
     @property
     def num_rows(self) -> int | None:
         """Rows of the whole subset, if every partition's count is known."""
-        total = 0
-        for p in self.partitions:
-            rows = p.num_rows if p.num_rows is not None else p.source_rows
-            if rows is None:
-                return None
-            total += rows
-        return total
+        return self.stats()["rows"]
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name,
-                                "partitions": [p.to_dict() for p in self.partitions]}
+        partitions = self._raw if self._partitions is None else \
+            [p.to_dict() for p in self._partitions]
+        data: dict[str, Any] = {"name": self.name, "partitions": partitions or []}
         if self.description:
             data["description"] = self.description
         if self.schema:
@@ -122,8 +189,7 @@ class Subset:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Subset:
-        return cls(name=data["name"],
-                   partitions=[Partition.from_dict(p) for p in data.get("partitions", [])],
+        return cls(name=data["name"], raw_partitions=data.get("partitions", []),
                    description=data.get("description", ""), schema=data.get("schema"),
                    extra=data.get("extra", {}))
 
@@ -186,13 +252,13 @@ class Dataset:
                    schema_version=version)
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=False).encode()
+        return dumps_json(self.to_dict())
 
     @classmethod
     def from_json(cls, raw: bytes, where: str = "record") -> Dataset:
         try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = loads_json(raw)
+        except ValueError as exc:
             raise IntegrityError(f"{where} is not valid JSON ({exc}); restore it or delete the "
                                  "dataset and add it again") from None
         if not isinstance(data, dict) or "name" not in data:
@@ -207,6 +273,8 @@ class Reference:
     dataset: str
     subset: str | None = None
     partition: str | None = None
+    #: the record read while resolving, so the caller need not read (and parse) it again
+    record: Dataset | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.dataset, self.subset, self.partition) if p)
@@ -313,7 +381,9 @@ class Catalog:
             rest = "/".join(parts[n:])
             if not rest:
                 return Reference(name)
-            return self._resolve_inside(self.read(name), rest)
+            record = self.read(name)
+            found = self._resolve_inside(record, rest)
+            return Reference(found.dataset, found.subset, found.partition, record)
         raise NotFoundError(self._unknown_dataset(ref))
 
     def _resolve_inside(self, dataset: Dataset, rest: str) -> Reference:

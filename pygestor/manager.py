@@ -165,7 +165,8 @@ class Manager:
 
     def check_updates(self, name: str) -> dict[str, Any]:
         """Ask the dataset's pipeline what changed upstream since it was recorded."""
-        dataset = self.catalog.read(self.resolve(name).dataset)
+        target = self.resolve(name)
+        dataset = target.record or self.catalog.read(target.dataset)
         return self.pipeline(dataset.pipeline).check_updates(dataset)
 
     # ================================================================== views
@@ -183,7 +184,7 @@ class Manager:
     def info(self, ref: str) -> dict[str, Any]:
         """Details of a dataset, a subset or a partition."""
         target = self.resolve(ref)
-        dataset = self.catalog.read(target.dataset)
+        dataset = target.record or self.catalog.read(target.dataset)
         if target.partition:
             assert target.subset
             part = dataset.subset(target.subset).partition(target.partition)
@@ -219,7 +220,7 @@ class Manager:
     def _select(self, ref: str, partitions: Iterable[str] | None = None
                 ) -> tuple[Dataset, list[tuple[Subset, Partition]]]:
         target = self.resolve(ref)
-        dataset = self.catalog.read(target.dataset)
+        dataset = target.record or self.catalog.read(target.dataset)
         if target.subset:
             subsets = [dataset.subset(target.subset)]
         else:
@@ -594,29 +595,23 @@ def summarize_partition(part: Partition) -> dict[str, Any]:
 
 
 def summarize_subset(dataset: Dataset, subset: Subset, detail: bool = False) -> dict[str, Any]:
-    downloaded = subset.downloaded
-    summary: dict[str, Any] = {
-        "dataset": dataset.name, "name": subset.name, "partitions": len(subset.partitions),
-        "downloaded": len(downloaded), "rows": subset.num_rows,
-        "downloaded_bytes": sum(p.size or 0 for p in downloaded),
-        "source_bytes": sum(p.source_bytes or 0 for p in subset.partitions),
-    }
+    summary: dict[str, Any] = {"dataset": dataset.name, "name": subset.name, **subset.stats()}
     if detail:
         summary["partition_list"] = [summarize_partition(p) for p in subset.partitions]
     return summary
 
 
 def summarize_dataset(dataset: Dataset) -> dict[str, Any]:
-    parts = [p for _, p in dataset.partitions]
-    downloaded = [p for p in parts if p.downloaded]
+    totals = {"partitions": 0, "downloaded": 0, "downloaded_bytes": 0, "source_bytes": 0}
+    for subset in dataset.subsets.values():
+        stats = subset.stats()
+        for key in totals:
+            totals[key] += stats[key]
     return {
         "name": dataset.name, "pipeline": dataset.pipeline, "url": dataset.url,
         "revision": dataset.revision, "description": dataset.description,
         "modality": dataset.modality, "license": dataset.license,
-        "subsets": len(dataset.subsets), "partitions": len(parts),
-        "downloaded": len(downloaded),
-        "downloaded_bytes": sum(p.size or 0 for p in downloaded),
-        "source_bytes": sum(p.source_bytes or 0 for p in parts),
+        "subsets": len(dataset.subsets), **totals,
         "created_at": dataset.created_at, "updated_at": dataset.updated_at,
     }
 

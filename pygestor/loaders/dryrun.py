@@ -1,0 +1,94 @@
+"""``pygestor plan``: a dry run of one epoch's data-loading plan from the real catalog.
+
+Like MosaicML's simulator, but from the recorded row-group sizes: samples, row groups and bytes
+per rank (min/median/max), what is dropped or padded, and the skew. Nothing is read but the
+dataset's record.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pygestor.loaders import plan
+
+if TYPE_CHECKING:
+    from pygestor.manager import Manager
+
+
+def row_group_table(manager: Manager, ref: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and (estimated) bytes of every row group of the downloaded partitions of ``ref``."""
+    _, parts = manager.downloaded_partitions(ref)
+    rows: list[int] = []
+    sizes: list[float] = []
+    for _, part in parts:
+        groups = part.row_groups or []
+        total = max(sum(groups), 1)
+        rows.extend(groups)
+        sizes.extend((part.size or 0) * g / total for g in groups)
+    return np.asarray(rows, dtype=np.int64), np.asarray(sizes, dtype=np.float64)
+
+
+def bytes_per_rank(rows: np.ndarray, sizes: np.ndarray, world_size: int, *, seed: int,
+                   epoch: int, shuffle: str, drop_last: bool) -> np.ndarray:
+    """Bytes each rank reads, counting whole row groups (the unit of a parquet read)."""
+    layout = plan.epoch_layout(rows, seed=seed, epoch=epoch, shuffle=shuffle)
+    total = layout.total
+    n = plan.samples_per_rank(total, world_size, drop_last)
+    if total == 0 or n == 0:
+        return np.zeros(world_size)
+    ordered = sizes[layout.order]
+    cum_bytes = np.concatenate([[0.0], np.cumsum(ordered)])
+    starts, ends = layout.offsets[:-1], layout.offsets[1:]
+
+    def read_bytes(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        first = np.searchsorted(ends, lo, side="right")  # first row group ending after lo
+        last = np.searchsorted(starts, hi, side="left")  # one past the last starting before hi
+        return np.where(hi > lo, cum_bytes[last] - cum_bytes[first], 0.0)
+
+    lo = (np.arange(world_size, dtype=np.int64) * n) % total
+    hi = lo + n
+    result = read_bytes(lo, np.minimum(hi, total))
+    wrapped = np.maximum(hi - total, 0)
+    full_laps = wrapped // total
+    result += full_laps * cum_bytes[-1] + read_bytes(np.zeros_like(lo), wrapped % total)
+    return result
+
+
+def plan_report(manager: Manager, ref: str, *, world_size: int, num_workers: int, seed: int = 0,
+                epoch: int = 0, shuffle: bool = True, drop_last: bool = True) -> dict[str, Any]:
+    """The dry-run table for ``pygestor plan``."""
+    from pygestor.errors import ConfigError
+    from pygestor.manager import human_size
+
+    if world_size < 1 or num_workers < 0:
+        raise ConfigError("--world-size must be >= 1 and --workers >= 0")
+    rows, sizes = row_group_table(manager, ref)
+    name = "rowgroup" if shuffle else "none"
+    summary = plan.summarize_plan(rows, world_size, num_workers, seed=seed, epoch=epoch,
+                                  shuffle=name, drop_last=drop_last)
+    per_rank = bytes_per_rank(rows, sizes, world_size, seed=seed, epoch=epoch, shuffle=name,
+                              drop_last=drop_last)
+    groups = summary["row_groups_per_rank"]
+    return {
+        "reference": ref,
+        "world_size": world_size,
+        "workers_per_rank": num_workers,
+        "seed/epoch": f"{seed}/{epoch}",
+        "shuffle": name,
+        "samples": summary["samples"],
+        "row_groups": summary["row_groups"],
+        "samples_per_rank": summary["samples_per_rank"],
+        "samples_per_worker": f"{summary['samples_per_worker']['min']}.."
+                              f"{summary['samples_per_worker']['max']}",
+        "dropped" if drop_last else "padded":
+            summary["dropped"] if drop_last else summary["padded"],
+        "row_groups_per_rank": f"min {groups['min']} / median {groups['median']:.0f} / "
+                               f"max {groups['max']}",
+        "bytes_per_rank": f"min {human_size(per_rank.min())} / median "
+                          f"{human_size(float(np.median(per_rank)))} / max "
+                          f"{human_size(per_rank.max())}",
+        "skew (max/mean row groups)": round(summary["skew"], 3),
+        "fingerprint": summary["fingerprint"],
+    }
