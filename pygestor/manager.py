@@ -256,8 +256,10 @@ class Manager:
         pipeline = self.pipeline(dataset.pipeline)
         report = DownloadReport()
         todo: list[tuple[Subset, Partition]] = []
+        stored = self._stored_sizes(dataset.name, {s.name for s, _ in selected})
         for subset, part in selected:
-            if part.downloaded and not force and self._present(dataset.name, subset, part):
+            size = stored.get((subset.name, part.name))
+            if part.downloaded and not force and size == part.size:
                 report.skipped.append(f"{subset.name}/{part.name}")
             else:
                 todo.append((subset, part))
@@ -278,8 +280,9 @@ class Manager:
                             break
                         subset, part = queue.pop(0)
                         key = f"{subset.name}/{part.name}"
+                        adoptable = not force and (subset.name, part.name) in stored
                         futures[pool.submit(self._fetch_one, pipeline, dataset, subset, part,
-                                            force, recorder, cancel)] = key
+                                            adoptable, recorder, cancel)] = key
                     if not futures:
                         break
                     finished, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -302,8 +305,8 @@ class Manager:
                         event.done += 1
                         event.current = key
                         notify(event)
-            recorder.flush()
         finally:
+            recorder.flush()  # also when interrupted: what finished is recorded
             event.finished = True
             notify(event)
             close_bar()
@@ -317,20 +320,63 @@ class Manager:
                               f"{first[0]}: {first[1]}")
         return report
 
-    def _present(self, dataset: str, subset: Subset, part: Partition) -> bool:
-        path = self.partition_path(dataset, subset.name, part.name)
-        try:
-            return int(self.storage.info(path)["size"]) == part.size
-        except FileNotFoundError:
-            return False
+    def download_updates(self, ref: str, max_workers: int | None = None,
+                         progress: bool | ProgressCallback = True) -> DownloadReport:
+        """Move ``ref``'s dataset to its source's latest revision, then fetch what changed.
+
+        The pipeline re-discovers the dataset (``refresh``) and merges the new plan into the
+        record (``merge_update``): unchanged partitions stay downloaded, the files of changed or
+        removed ones are deleted (record first, then data). Then ``ref`` is downloaded again:
+        a subset or partition reference as named; a dataset reference in the subsets that had
+        downloaded data (all subsets, new ones included, if all or none had), so only what
+        changed is fetched.
+        """
+        target = self.resolve(ref)
+        dataset = self.catalog.read(target.dataset)
+        pipeline = self.pipeline(dataset.pipeline)
+        if not hasattr(pipeline, "refresh") or not hasattr(pipeline, "merge_update"):
+            raise ConfigError(f"the {dataset.pipeline} pipeline of {dataset.name!r} does not "
+                              "track upstream revisions; use 'pygestor download --force'")
+        latest = pipeline.refresh(dataset)
+        had = [s.name for s in dataset.subsets.values() if s.downloaded]
+        stale = self.catalog.update(dataset.name,
+                                    lambda record: pipeline.merge_update(record, latest))
+        for subset_name, part_name in stale:
+            self.storage.remove(self.partition_path(dataset.name, subset_name, part_name))
+        if target.subset:
+            refs = [str(target)]
+        else:
+            names = list(self.catalog.read(dataset.name).subsets)
+            partial = 0 < len(had) < len(dataset.subsets)
+            refs = [f"{dataset.name}/{s}" for s in names if s in had] if partial \
+                else [dataset.name]
+        total = DownloadReport()
+        for each in refs:
+            report = self.download(each, progress=progress, max_workers=max_workers)
+            total.fetched += report.fetched
+            total.skipped += report.skipped
+            total.adopted += report.adopted
+            total.bytes_written += report.bytes_written
+            total.seconds += report.seconds
+        return total
+
+    def _stored_sizes(self, dataset: str, subsets: Iterable[str]) -> dict[tuple[str, str], int]:
+        """Sizes of the partition files present, one listing per subset (not one per file)."""
+        sizes: dict[tuple[str, str], int] = {}
+        for subset in subsets:
+            for entry in self.storage.ls(self.storage.path(dataset, subset), detail=True):
+                if entry.get("type") != "directory":
+                    name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+                    sizes[(subset, name)] = int(entry.get("size") or 0)
+        return sizes
 
     def _fetch_one(self, pipeline: Pipeline, dataset: Dataset, subset: Subset, part: Partition,
-                   force: bool, recorder: _RecordBatcher,
+                   adoptable: bool, recorder: _RecordBatcher,
                    cancel: threading.Event | None) -> tuple[str, int]:
         if cancel is not None and cancel.is_set():
             raise CancelledError("cancelled")
         final = self.partition_path(dataset.name, subset.name, part.name)
-        if not force:
+        if adoptable:  # a file is there already: keep it if it is complete and right
             adopted = self._adopt(final, part)
             if adopted is not None:
                 recorder.add(subset.name, adopted)
@@ -520,9 +566,11 @@ def raise_exists(name: str) -> None:
 class _RecordBatcher:
     """Records finished partitions, several per metadata write when downloads finish together."""
 
-    def __init__(self, catalog: Catalog, name: str) -> None:
+    def __init__(self, catalog: Catalog, name: str, interval: float = 1.0) -> None:
         self.catalog = catalog
         self.name = name
+        self.interval = interval
+        self._last_write = time.monotonic()
         self._pending: list[tuple[str, Partition]] = []
         self._guard = threading.Lock()
         self._writing = threading.Lock()
@@ -530,19 +578,37 @@ class _RecordBatcher:
     def add(self, subset: str, stats: Partition) -> None:
         with self._guard:
             self._pending.append((subset, stats))
-        self.flush()
+            due = time.monotonic() - self._last_write >= self.interval
+        if due:  # a crash loses at most `interval` of records: their files are adopted later
+            self._drain(wait=False)
 
     def flush(self) -> None:
-        with self._writing:
-            with self._guard:
-                batch, self._pending = self._pending, []
-            if not batch:
-                return
+        """Write everything pending (waits for a write in progress)."""
+        self._drain(wait=True)
 
-            def apply(record: Dataset) -> None:
-                for subset_name, stats in batch:
-                    _replace_stats(record.subset(subset_name), stats)
-            self.catalog.update(self.name, apply)
+    def _drain(self, wait: bool) -> None:
+        # One thread writes at a time; the others hand over their partitions and go back to
+        # fetching, and the writer picks them up in its next round.
+        while True:
+            if not self._writing.acquire(blocking=wait):
+                return
+            try:
+                with self._guard:
+                    batch, self._pending = self._pending, []
+                if batch:
+                    self._write(batch)
+                    self._last_write = time.monotonic()
+            finally:
+                self._writing.release()
+            with self._guard:
+                if not self._pending:
+                    return
+
+    def _write(self, batch: list[tuple[str, Partition]]) -> None:
+        def apply(record: Dataset) -> None:
+            for subset_name, stats in batch:
+                _replace_stats(record.subset(subset_name), stats)
+        self.catalog.update(self.name, apply)
 
 
 def _replace_stats(subset: Subset, stats: Partition) -> None:
