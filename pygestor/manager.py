@@ -235,6 +235,7 @@ class Manager:
                 raise ConfigError(f"{ref!r} has {len(subsets)} subsets: name one subset "
                                   "(dataset/subset) to select partitions")
             for part_name in names:
+                check_partition_name(part_name)
                 selected.append((subsets[0], subsets[0].partition(part_name)))
         else:
             selected = [(s, p) for s in subsets for p in s.partitions]

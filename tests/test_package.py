@@ -73,3 +73,12 @@ def test_redaction_hides_secrets():
     text = json.dumps(settings.redacted())
     assert "AKIA1" not in text and "s3cr3t" not in text and "pw1" not in text
     assert '"region": "x"' in text
+
+
+def test_cli_reference_is_current():
+    from pathlib import Path
+
+    from pygestor.clidoc import render
+
+    doc = Path(__file__).parent.parent / "docs" / "cli.md"
+    assert doc.read_text() == render(), "run: python -m pygestor.clidoc > docs/cli.md"

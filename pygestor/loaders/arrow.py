@@ -84,6 +84,8 @@ def check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str] | N
 
 def load_table(manager: Manager, ref: str, columns: list[str] | None = None,
                filters: Filters = None) -> pa.Table:
+    if not manager.storage.is_local:
+        return _load_remote(manager, ref, columns, filters)
     dataset = open_dataset(manager, ref)
     columns = check_columns(columns, dataset.schema)
     expression = to_expression(filters, dataset.schema)
@@ -92,6 +94,48 @@ def load_table(manager: Manager, ref: str, columns: list[str] | None = None,
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise ConfigError(f"cannot apply filters {filters!r}: {str(exc).splitlines()[0]}") \
             from None
+
+
+def _remote_files(manager: Manager, ref: str) -> Any:
+    """Parquet files of ``ref`` opened through fsspec, read synchronously in this thread.
+
+    pyarrow's dataset scanner over an fsspec handler leaves read-ahead work on pyarrow's own
+    threads that can still be calling into Python when the interpreter exits (and abort it);
+    whole-file reads finish before they return.
+    """
+    for path in partition_paths(manager, ref):
+        with manager.storage.open(path, "rb") as handle:
+            yield pq.ParquetFile(handle)
+
+
+def _load_remote(manager: Manager, ref: str, columns: list[str] | None,
+                 filters: Filters) -> pa.Table:
+    tables = []
+    for parquet in _remote_files(manager, ref):
+        schema = parquet.schema_arrow
+        wanted = check_columns(columns, schema)
+        expression = to_expression(filters, schema)
+        needed = None
+        if wanted is not None:
+            needed = list(wanted)
+            if filters is not None:
+                needed += [c for c in _filter_columns(filters) if c not in needed]
+        table = parquet.read(columns=needed)
+        if expression is not None:
+            try:
+                table = table.filter(expression)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise ConfigError(f"cannot apply filters {filters!r}: "
+                                  f"{str(exc).splitlines()[0]}") from None
+        tables.append(table.select(wanted) if wanted is not None else table)
+    return pa.concat_tables(tables)
+
+
+def _filter_columns(filters: Filters) -> list[str]:
+    if isinstance(filters, pads.Expression):
+        return []
+    groups = filters if isinstance(filters[0], list) else [filters]
+    return [item[0] for group in groups for item in group]
 
 
 def load(manager: Manager, ref: str, columns: list[str] | None = None,
@@ -122,8 +166,21 @@ def sample(manager: Manager, ref: str, n: int = 10) -> pd.DataFrame:
     """The first ``n`` rows of the first downloaded partitions."""
     if n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
-    dataset = open_dataset(manager, ref)
-    return dataset.head(n).to_pandas()
+    if manager.storage.is_local:
+        return open_dataset(manager, ref).head(n).to_pandas()
+    batches: list[pa.RecordBatch] = []
+    rows = 0
+    schema = None
+    for parquet in _remote_files(manager, ref):
+        schema = parquet.schema_arrow
+        for batch in parquet.iter_batches(batch_size=max(n, 1), use_threads=False):
+            if rows >= n:
+                break
+            batches.append(batch.slice(0, n - rows))
+            rows += batches[-1].num_rows
+        if rows >= n:
+            break
+    return pa.Table.from_batches(batches, schema=schema).to_pandas()
 
 
 def urls(manager: Manager, ref: str) -> dict[str, Any]:
