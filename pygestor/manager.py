@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pygestor.backends.retry import call_with_retries
-from pygestor.backends.storage import Storage, is_stale_temp, temp_name
+from pygestor.backends.storage import Storage, temp_name
 from pygestor.catalog import Catalog, Dataset, Partition, Reference, Subset, now
 from pygestor.config import Settings
 from pygestor.errors import (
@@ -103,7 +103,7 @@ class Manager:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.load()
-        self.storage = Storage(self.settings.data_dir, self.settings.storage_options)
+        self.storage = Storage.for_settings(self.settings)
         self.catalog = Catalog(self.storage)
 
     # ================================================================== registering
@@ -392,7 +392,9 @@ class Manager:
                 pipeline.fetch(dataset, subset, part, local, lambda n: None)
             call_with_retries(attempt, attempts=self.settings.retries,
                               backoff=self.settings.retry_backoff,
-                              what=f"fetching {dataset.name}/{subset.name}/{part.name}")
+                              what=f"fetching {part.source.get('url') or part.name} for "
+                                   f"{dataset.name}/{subset.name}/{part.name}",
+                              error=SourceError)
             if cancel is not None and cancel.is_set():
                 raise CancelledError("cancelled")
             stats = partition_stats(local)
@@ -424,15 +426,12 @@ class Manager:
     def _cleanup_temps(self, dataset: Dataset, subsets: set[str]) -> list[str]:
         """Remove temporary files whose writer is gone (local storage and local staging)."""
         removed: list[str] = []
-        if not self.storage.is_local:
-            return removed
-        for subset in subsets:
-            folder = self.storage.path(dataset.name, subset)
-            for entry in self.storage.ls(folder, detail=True):
-                name = entry["name"]
-                if is_stale_temp(name, max_age=24 * 3600, mtime=entry.get("mtime")) \
-                        and self.storage.remove(name):
-                    removed.append(name)
+        folders = [self.storage.path(dataset.name)] + \
+            [self.storage.path(dataset.name, subset) for subset in subsets]
+        for name in self.storage.stale_temps(folders):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+                removed.append(name)
         return removed
 
     def _progress_sink(self, progress: bool | ProgressCallback, event: ProgressEvent,
@@ -534,14 +533,14 @@ class Manager:
                 else:
                     report.problems.append(f"{key}: {problem}")
                     broken.add((subset.name, part.name))
-        for subset_name in {s.name for s, _ in selected}:
-            folder = self.storage.path(dataset.name, subset_name)
-            for entry in self.storage.ls(folder, detail=True) if self.storage.is_local else []:
-                if is_stale_temp(entry["name"], max_age=24 * 3600, mtime=entry.get("mtime")):
-                    report.problems.append(f"{subset_name}: stale temporary file "
-                                           f"{os.path.basename(entry['name'])}")
-                    if repair and self.storage.remove(entry["name"]):
-                        report.repaired.append(f"removed {os.path.basename(entry['name'])}")
+        folders = [self.storage.path(dataset.name)] + \
+            [self.storage.path(dataset.name, s) for s in sorted({s.name for s, _ in selected})]
+        for name in self.storage.stale_temps(folders):
+            report.problems.append(f"stale temporary file {name}")
+            with contextlib.suppress(FileNotFoundError):
+                if repair:
+                    os.unlink(name)
+                    report.repaired.append(f"removed {name}")
         if repair and (broken or adopted):
             def fix(record: Dataset) -> None:
                 for subset_name, found in adopted:
