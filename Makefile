@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test ui lint bench browser clean
+.PHONY: demo test ui lint audit bench browser clean
+SHELL := /bin/bash
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,7 @@ demo: $(STAMP)
 ## make test: install what the tests need (packages, Chromium) and run the whole suite
 test: $(STAMP) browser
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory audit
 	$(BIN)/python -m pytest -q
 
 ## Chromium and its driver for the browser tests (Debian packages)
@@ -32,6 +34,13 @@ browser:
 ## make ui: serve the web UI on http://127.0.0.1:8080
 ui: $(STAMP)
 	$(BIN)/pygestor ui
+
+## pip-audit of the pinned dependencies (needs the PyPI vulnerability API; where it cannot be
+## reached, pip-audit reports the packages as not audited and does not fail)
+audit: $(STAMP)
+	$(BIN)/pip-audit -r constraints.txt --no-deps --disable-pip --progress-spinner off 2>&1 \
+	  | grep -v "could not be audited" | grep -v "^WARNING:pip_audit"; \
+	  exit $${PIPESTATUS[0]}
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -31,6 +31,7 @@ DATA = TESTS / "data"
 S3_KEY = "testing-key-AKIAPYGESTOR"
 S3_SECRET = "testing-secret-do-not-print-4f1c"
 sys.path.insert(0, str(TESTS))
+pytest_plugins = ["nicegui.testing.plugin"]  # the web UI's `user` and `screen` fixtures
 
 
 def free_port() -> int:
