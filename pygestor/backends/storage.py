@@ -14,6 +14,14 @@ Locks serialize read-modify-write cycles of one dataset's ``metadata.json``: a `
 the record on local storage (works across processes, and across NFS clients where the NFS lock
 service runs), and a lock file in a local folder keyed by the record's URL for object stores (safe
 across processes of one machine; see docs/reliability.md for several machines).
+
+Network faults (object stores): every operation of :class:`Storage` is retried on transient errors
+(dropped connections, time-outs, 5xx answers, truncated bodies) with exponential back-off and
+jitter, ``retries`` attempts at most, then fails with a :class:`StorageError` naming the URL and
+the cause; reads of remote files (``Storage.open(path, "rb")``) are retried per read and never
+return fewer bytes than the file holds. Underneath, ``make_filesystem`` gives s3fs, gcsfs and
+HTTP clients connect/read time-outs of ``timeout`` seconds and request-level retries, unless the
+storage options set their own. See docs/reliability.md for the bounds.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from pygestor.backends.retry import TransientError, call_with_retries, is_transient
 from pygestor.errors import StorageError
 
 log = logging.getLogger("pygestor.storage")
@@ -48,7 +57,8 @@ def temp_name(final_name: str) -> str:
 
 
 def is_stale_temp(name: str, max_age: float | None = None, mtime: float | None = None) -> bool:
-    """True for a temp file whose writer is gone (same host, dead pid) or that is too old."""
+    """True for a temp file whose writer is gone (same host, dead pid) or that is older than
+    ``max_age`` seconds (another host's, or a live pid's: pids are reused)."""
     base = name.rsplit("/", 1)[-1]
     if not base.startswith(".") or TEMP_MARKER not in base:
         return False
@@ -66,11 +76,48 @@ def is_stale_temp(name: str, max_age: float | None = None, mtime: float | None =
         except ProcessLookupError:
             return True
         except PermissionError:
-            return False
-        return False
+            pass
+        # alive: its writer, or another process that got the pid since; no file takes a day
     if max_age is not None and mtime is not None:
         return time.time() - mtime > max_age
     return False
+
+
+def stale_temps(folder: str, max_age: float = 24 * 3600) -> list[str]:
+    """Temporary files in a local ``folder`` whose writer is gone (see :func:`is_stale_temp`)."""
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.name.startswith(".") or TEMP_MARKER not in entry.name:
+            continue
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if is_stale_temp(entry.name, max_age=max_age, mtime=mtime):
+            found.append(entry.path)
+    return found
+
+
+def remove_stale_temps(folder: str, max_age: float = 24 * 3600) -> list[str]:
+    """Delete the stale temporary files of a local ``folder``; the paths removed."""
+    removed = []
+    for path in stale_temps(folder, max_age):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def staging_root() -> str:
+    """The local folder where partitions bound for an object store are built."""
+    return os.path.join(tempfile.gettempdir(), "pygestor-staging")
+
+
+_STAGING_CLEANED: set[tuple[int, str]] = set()
 
 
 class Storage:
@@ -79,21 +126,41 @@ class Storage:
     Location:
         url: local path or fsspec URL of the root.
         storage_options: keyword arguments for the filesystem (credentials, ``endpoint_url``).
+    Network (object stores; defaults from :class:`~pygestor.config.Settings`):
+        timeout: connect/read time-out in seconds given to the client, unless the storage
+            options set one.
+        retries: attempts of an operation (and of each request) on a transient error.
+        retry_backoff: first back-off delay in seconds (doubles, with jitter).
     """
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None, *,
+                 timeout: float | None = None, retries: int | None = None,
+                 retry_backoff: float | None = None) -> None:
+        from pygestor.config import Settings
+
         self.url = url
         self.storage_options = dict(storage_options or {})
+        self.timeout = Settings.timeout if timeout is None else float(timeout)
+        self.retries = Settings.retries if retries is None else max(1, int(retries))
+        self.retry_backoff = Settings.retry_backoff if retry_backoff is None \
+            else float(retry_backoff)
         self._fs: fsspec.AbstractFileSystem | None = None
         self._fs_pid: int | None = None
         self._root: str | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> Storage:
+        """The storage root of ``settings`` (data_dir, storage options, network settings)."""
+        return cls(settings.data_dir, settings.storage_options, timeout=settings.timeout,
+                   retries=settings.retries, retry_backoff=settings.retry_backoff)
 
     # ------------------------------------------------------------------ filesystem
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         """The filesystem, created lazily and anew in each process (fork safety)."""
         if self._fs is None or self._fs_pid != os.getpid():
-            self._fs, self._root = make_filesystem(self.url, self.storage_options)
+            self._fs, self._root = make_filesystem(self.url, self.storage_options,
+                                                   timeout=self.timeout, retries=self.retries)
             self._fs_pid = os.getpid()
         return self._fs
 
@@ -134,7 +201,14 @@ class Storage:
         """Read several small files, concurrently where the filesystem can."""
         if not paths:
             return {}
-        return self._guard("read", paths[0], lambda: self.fs.cat(paths, on_error="return"))
+        found = self._guard("read", paths[0], lambda: self.fs.cat(paths, on_error="return"))
+        for key, value in list(found.items()):  # a transient failure: once more, with retries
+            if isinstance(value, Exception) and is_transient(value):
+                try:
+                    found[key] = self.read_bytes(key)
+                except Exception as exc:  # noqa: BLE001 - returned like fs.cat's errors
+                    found[key] = exc
+        return found
 
     def glob(self, pattern: str) -> list[str]:
         return self._guard("list", pattern, lambda: sorted(self.fs.glob(pattern)))
@@ -148,7 +222,17 @@ class Storage:
         return self._guard("list", path, run)
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        """A file object; remote files opened for reading retry every read (see RetryingReader)."""
+        if mode == "rb" and not self.is_local:
+            return RetryingReader(self, path, **kwargs)
         return self.fs.open(path, mode, **kwargs)
+
+    def retrying(self, fn: Any, what: str) -> Any:
+        """Call ``fn`` with this storage's retry policy; StorageError naming ``what`` at the end."""
+        if self.is_local:
+            return fn()
+        return call_with_retries(fn, attempts=self.retries, backoff=self.retry_backoff,
+                                 what=what, error=StorageError)
 
     # ------------------------------------------------------------------ writing
     def write_bytes(self, path: str, data: bytes) -> None:
@@ -167,6 +251,12 @@ class Storage:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
+            _fsync_dir(folder)
+            # temp files of this name left by writers that were killed (kill -9, power loss)
+            for stale in stale_temps(folder):
+                if os.path.basename(stale).startswith(f".{name}{TEMP_MARKER}"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(stale)
             return
         self._guard("write", path, lambda: self.fs.pipe_file(path, data))
         self._invalidate(path)
@@ -179,6 +269,7 @@ class Storage:
             tmp = os.path.join(folder, temp_name(name))
             try:
                 if os.stat(local_path).st_dev == os.stat(folder).st_dev:
+                    _fsync_path(local_path)  # the bytes are on disk before the name is
                     os.replace(local_path, tmp)
                 else:
                     with open(local_path, "rb") as src, open(tmp, "wb") as dst:
@@ -191,6 +282,7 @@ class Storage:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
+            _fsync_dir(folder)
             return
         self._guard("upload", path, lambda: self.fs.put_file(local_path, path))
         self._invalidate(path)
@@ -203,9 +295,21 @@ class Storage:
         if self.is_local and near is not None:
             os.makedirs(near, exist_ok=True)
             return near
-        folder = os.path.join(tempfile.gettempdir(), "pygestor-staging")
+        folder = staging_root()
         os.makedirs(folder, exist_ok=True)
+        key = (os.getpid(), folder)
+        if key not in _STAGING_CLEANED:  # what killed processes left here, once per process
+            _STAGING_CLEANED.add(key)
+            for path in remove_stale_temps(folder):
+                log.info("removed stale staging file %s", path)
         return folder
+
+    def stale_temps(self, folders: list[str]) -> list[str]:
+        """Stale temporary files in storage ``folders`` (local roots; object stores never hold
+        any) and in the local staging folder (object stores)."""
+        if self.is_local:
+            return [p for folder in folders for p in stale_temps(folder)]
+        return stale_temps(staging_root())
 
     def remove(self, path: str) -> bool:
         """Remove one file; False if it was not there."""
@@ -261,8 +365,11 @@ class Storage:
     # ------------------------------------------------------------------ errors
     def _guard(self, action: str, path: str, fn: Any) -> Any:
         try:
-            return fn()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            if self.is_local:
+                return fn()
+            return call_with_retries(fn, attempts=self.retries, backoff=self.retry_backoff,
+                                     what=f"{action} {self.url_of(path)}", error=StorageError)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, StorageError):
             raise
         except PermissionError as exc:
             raise StorageError(f"permission denied to {action} {self.url_of(path)}: "
@@ -273,6 +380,158 @@ class Storage:
                 raise StorageError(f"access denied to {action} {self.url_of(path)}: "
                                    f"{_short(exc)}; check the credentials") from None
             raise
+
+
+class RetryingReader:
+    """A read-only file of an object store whose every read is retried on transient errors.
+
+    A read that fails (dropped connection, time-out, 5xx, truncated body) is repeated from the
+    same offset with a fresh handle, with back-off, ``storage.retries`` attempts at most; a read
+    that returns fewer bytes than the file holds counts as a failure too, so a caller never gets
+    a silently short file. When the attempts are spent: :class:`StorageError` with the URL and
+    the cause. Works wherever a binary file object does (pyarrow, hashlib loops, ``shutil``).
+    """
+
+    def __init__(self, storage: Storage, path: str, **kwargs: Any) -> None:
+        self._storage = storage
+        self._path = path
+        self._kwargs = kwargs
+        self._handle: Any = None
+        self._pos = 0
+        self._size: int | None = None
+        self.closed = False
+        self.name = path
+        self.mode = "rb"
+        self._handle = self._call(self._open, "open")
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            self._size = int(self._call(lambda: self._storage.fs.size(self._path), "stat"))
+        return self._size
+
+    def _open(self) -> Any:
+        handle = self._storage.fs.open(self._path, "rb", **self._kwargs)
+        size = getattr(handle, "size", None)
+        if isinstance(size, int):
+            self._size = size
+        return handle
+
+    def _call(self, fn: Any, action: str) -> Any:
+        return call_with_retries(fn, attempts=self._storage.retries,
+                                 backoff=self._storage.retry_backoff,
+                                 what=f"{action} {self._storage.url_of(self._path)}",
+                                 error=StorageError)
+
+    def _drop_handle(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.close()
+
+    def read(self, n: int = -1) -> bytes:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        start = self._pos
+        size = self.size
+        wanted = max(0, size - start) if n is None or n < 0 else max(0, min(n, size - start))
+        if wanted == 0:
+            return b""
+
+        def attempt() -> bytes:
+            try:
+                if self._handle is None:
+                    self._handle = self._open()
+                self._handle.seek(start)
+                data = self._handle.read(wanted)
+            except BaseException:
+                self._drop_handle()
+                raise
+            if len(data) != wanted:
+                self._drop_handle()
+                raise TransientError(f"short read: {len(data)} of {wanted} bytes at offset "
+                                     f"{start}")
+            return bytes(data)
+
+        data = self._call(attempt, f"read bytes {start}-{start + wanted} of")
+        self._pos = start + len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            position = offset
+        elif whence == 1:
+            position = self._pos + offset
+        elif whence == 2:
+            position = self.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if position < 0:
+            raise ValueError("negative seek position")
+        self._pos = position
+        return position
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._drop_handle()
+
+    def __enter__(self) -> RetryingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def readline(self, limit: int = -1) -> bytes:
+        chunks = []
+        while limit < 0 or sum(map(len, chunks)) < limit:
+            piece = self.read(1 << 16 if limit < 0 else min(1 << 16, limit))
+            if not piece:
+                break
+            cut = piece.find(b"\n")
+            if cut >= 0:
+                self._pos -= len(piece) - cut - 1
+                chunks.append(piece[: cut + 1])
+                break
+            chunks.append(piece)
+        return b"".join(chunks)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable (a no-op where directories cannot be synced)."""
+    with contextlib.suppress(OSError):
+        _fsync_path(folder)
 
 
 def _short(exc: BaseException) -> str:
@@ -286,8 +545,58 @@ def _looks_like_auth(exc: BaseException) -> bool:
                                          "InvalidAccessKeyId", "SignatureDoesNotMatch"))
 
 
-def make_filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
-    """Create the fsspec filesystem for ``url`` and the root path inside it."""
+def network_options(protocol: str, storage_options: dict[str, Any], timeout: float | None,
+                    retries: int | None) -> dict[str, Any]:
+    """``storage_options`` plus client time-outs and request retries, where the user set none.
+
+    - s3 (s3fs/botocore): ``config_kwargs`` ``connect_timeout`` and ``read_timeout`` of
+      ``timeout`` seconds, and at most 2 attempts per request in botocore's "standard" mode
+      (one quick retry of a 5xx, a throttling answer, a dropped connection or a time-out, even
+      in code paths that Pygestor does not wrap). s3fs's own retry loop is reduced to one
+      attempt (see make_filesystem): its nested loops would multiply the attempts. The
+      ``retries`` attempts with the configured back-off are made by :class:`Storage` (and the
+      download, the loaders) around whole operations, so a request is tried at most
+      ``2 * retries`` times and a stalled endpoint is given up after about
+      ``2 * retries * timeout`` seconds plus back-off.
+    - gs (gcsfs): ``requests_timeout`` (connect and read) of ``timeout`` seconds.
+    - http/https (aiohttp): ``client_kwargs`` ``timeout`` (connect and read, no total limit).
+    """
+    options = dict(storage_options)
+    if timeout is None and retries is None:
+        return options
+    if protocol in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        if timeout is not None:
+            config.setdefault("connect_timeout", timeout)
+            config.setdefault("read_timeout", timeout)
+        if retries is not None:  # one quick retry per request; Storage retries operations
+            config.setdefault("retries", {"total_max_attempts": min(2, max(1, int(retries))),
+                                          "mode": "standard"})
+        options["config_kwargs"] = config
+    elif protocol in ("gs", "gcs") and timeout is not None:
+        if "requests_timeout" not in options:
+            import aiohttp
+
+            options["requests_timeout"] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeout, sock_read=timeout)
+    elif protocol in ("http", "https") and timeout is not None:
+        client = dict(options.get("client_kwargs") or {})
+        if "timeout" not in client:
+            import aiohttp
+
+            client["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=timeout,
+                                                      sock_read=timeout)
+            options["client_kwargs"] = client
+    return options
+
+
+def make_filesystem(url: str, storage_options: dict[str, Any], *, timeout: float | None = None,
+                    retries: int | None = None) -> tuple[Any, str]:
+    """Create the fsspec filesystem for ``url`` and the root path inside it.
+
+    With ``timeout``/``retries`` (from the settings), network clients get those time-outs and
+    request retries unless ``storage_options`` set their own (:func:`network_options`).
+    """
     options = dict(storage_options)
     if "://" not in url and "::" not in url:
         root = str(Path(url).expanduser().resolve())
@@ -296,6 +605,8 @@ def make_filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str
     if protocol in ("gs", "gcs"):
         # Without this, gcsfs probes for hierarchical-namespace support over gRPC at every call.
         os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    user_config = options.get("config_kwargs") or {}
+    options = network_options(protocol, options, timeout, retries)
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
     except ImportError:
@@ -310,6 +621,9 @@ def make_filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str
         raise StorageError(f"invalid storage options for {protocol}://: {exc}") from None
     except TypeError as exc:
         raise StorageError(f"invalid storage options for {protocol}://: {exc}") from None
+    if retries is not None and protocol in ("s3", "s3a") and "retries" not in user_config \
+            and hasattr(fs, "retries"):
+        fs.retries = 1  # botocore retries each request; Storage retries operations
     return fs, root.rstrip("/") or root
 
 

@@ -22,12 +22,19 @@ from pygestor.pipelines.base import Pipeline, Progress
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-def source_filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
-    """The filesystem and path of a source URL; a clear error for unknown schemes."""
+def source_filesystem(url: str, options: dict[str, Any],
+                      settings: Any = None) -> tuple[Any, str]:
+    """The filesystem and path of a source URL; a clear error for unknown schemes.
+
+    With ``settings``, network clients get its ``timeout`` and request ``retries`` unless the
+    source options set their own.
+    """
     from pygestor.backends.storage import make_filesystem
     from pygestor.errors import StorageError
+    network = {} if settings is None else {"timeout": settings.timeout,
+                                           "retries": settings.retries}
     try:
-        return make_filesystem(url, options.get("source_options") or {})
+        return make_filesystem(url, options.get("source_options") or {}, **network)
     except StorageError as exc:
         raise SourceError(str(exc)) from None
 
@@ -52,7 +59,7 @@ class FilesPipeline(Pipeline):
     def discover(self, name: str, url: str | None, options: dict[str, Any]) -> Dataset:
         if not url:
             raise SourceError("the files pipeline needs a URL: a folder, a file or a glob")
-        fs, path = source_filesystem(url, options)
+        fs, path = source_filesystem(url, options, self.settings)
         files, base = self._list_sources(fs, path, url)
         by_subset: dict[str, list[tuple[str, str, str | None, int]]] = {}
         for file_path, size in files:
@@ -160,7 +167,7 @@ class FilesPipeline(Pipeline):
               progress: Progress) -> None:
         source = partition.source
         options = dataset.options
-        fs, path = source_filesystem(source["url"], options)
+        fs, path = source_filesystem(source["url"], options, self.settings)
         schema = formats.schema_from_text(subset.schema) if subset.schema else None
         writer = formats.PartitionWriter(dest, schema, self.settings.row_group_size,
                                          self.settings.compression)
