@@ -344,13 +344,20 @@ class Catalog:
                                          "pick another name or delete it first")
             self.write(dataset)
 
-    def update(self, name: str, change: Callable[[Dataset], T]) -> T:
-        """Apply ``change`` to the latest record under the dataset's lock and save it."""
+    def update(self, name: str, change: Callable[[Dataset], T],
+               after: Callable[[], None] | None = None) -> T:
+        """Apply ``change`` to the latest record under the dataset's lock and save it.
+
+        ``after`` runs once the record is saved, still under the lock (e.g. deleting the files
+        the change marked removed, so no concurrent download can record them in between).
+        """
         path = self.record_path(name)
         with self.storage.lock(path):
             dataset = self.read(name)
             result = change(dataset)
             self.write(dataset)
+            if after is not None:
+                after()
             return result
 
     def delete_record(self, name: str) -> None:

@@ -268,7 +268,8 @@ class Manager:
         event = ProgressEvent(total=len(selected), skipped=len(report.skipped),
                               done=len(report.skipped))
         notify, close_bar = self._progress_sink(progress, event, dataset.name)
-        recorder = _RecordBatcher(self.catalog, dataset.name)
+        recorder = _RecordBatcher(self.catalog, dataset.name,
+                                  stored=lambda subsets: self._stored_sizes(dataset.name, subsets))
         workers = max(1, min(max_workers or self.settings.max_workers, len(todo) or 1))
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pygestor-dl") as pool:
@@ -463,11 +464,13 @@ class Manager:
                 for part in subset.partitions:
                     if (subset.name, part.name) in keys:
                         part.mark_removed()
-        self.catalog.update(dataset.name, unmark)
-        removed = []
-        for subset, part in selected:
-            if self.storage.remove(self.partition_path(dataset.name, subset.name, part.name)):
-                removed.append(f"{subset.name}/{part.name}")
+        removed: list[str] = []
+
+        def delete_files() -> None:  # under the record's lock: no download records them now
+            for subset, part in selected:
+                if self.storage.remove(self.partition_path(dataset.name, subset.name, part.name)):
+                    removed.append(f"{subset.name}/{part.name}")
+        self.catalog.update(dataset.name, unmark, after=delete_files)
         return removed
 
     def delete_dataset(self, name: str, data: bool = True) -> None:
@@ -566,10 +569,13 @@ def raise_exists(name: str) -> None:
 class _RecordBatcher:
     """Records finished partitions, several per metadata write when downloads finish together."""
 
-    def __init__(self, catalog: Catalog, name: str, interval: float = 1.0) -> None:
+    def __init__(self, catalog: Catalog, name: str, interval: float = 1.0,
+                 stored: Callable[[Iterable[str]], dict[tuple[str, str], int]] | None = None
+                 ) -> None:
         self.catalog = catalog
         self.name = name
         self.interval = interval
+        self.stored = stored
         self._last_write = time.monotonic()
         self._pending: list[tuple[str, Partition]] = []
         self._guard = threading.Lock()
@@ -596,7 +602,16 @@ class _RecordBatcher:
                 with self._guard:
                     batch, self._pending = self._pending, []
                 if batch:
-                    self._write(batch)
+                    try:
+                        self._write(batch)
+                    except Exception:
+                        with self._guard:  # keep them for the next write (or the final flush)
+                            self._pending[:0] = batch
+                        if wait:
+                            raise
+                        log.warning("recording %d partitions of %s failed; will retry",
+                                    len(batch), self.name, exc_info=True)
+                        return
                     self._last_write = time.monotonic()
             finally:
                 self._writing.release()
@@ -606,7 +621,12 @@ class _RecordBatcher:
 
     def _write(self, batch: list[tuple[str, Partition]]) -> None:
         def apply(record: Dataset) -> None:
+            # Under the lock: a file removed since it was placed (a concurrent remove) is not
+            # recorded, so the record never claims a missing file.
+            sizes = self.stored({s for s, _ in batch}) if self.stored is not None else None
             for subset_name, stats in batch:
+                if sizes is not None and sizes.get((subset_name, stats.name)) != stats.size:
+                    continue
                 _replace_stats(record.subset(subset_name), stats)
         self.catalog.update(self.name, apply)
 

@@ -214,8 +214,11 @@ class Storage:
         return self._guard("list", pattern, lambda: sorted(self.fs.glob(pattern)))
 
     def ls(self, path: str, detail: bool = False) -> list[Any]:
+        """The entries of a folder, fresh (never from a listing cache: other processes write)."""
         def run() -> list[Any]:
             try:
+                with contextlib.suppress(Exception):
+                    self.fs.invalidate_cache(path)
                 return self.fs.ls(path, detail=detail)
             except FileNotFoundError:
                 return []
