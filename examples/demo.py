@@ -15,8 +15,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import pygestor  # noqa: E402
 from make_toy import generate  # noqa: E402
+
+import pygestor  # noqa: E402
 
 
 def main() -> None:
@@ -53,9 +54,11 @@ def main() -> None:
     except ImportError:
         print("torch is not installed: skipping the training loop (pip install 'pygestor[torch]')")
         return
-    from train import train
+    from train import main as train
 
-    train("toy/train", epochs=1)
+    print("training a tiny model for one epoch on toy/train through "
+          "DataLoader(PygestorDataset(...)):")
+    train(["toy/train", "--features", "f0,f1,f2,f3", "--epochs", "1", "--batch-size", "256"])
 
 
 if __name__ == "__main__":

@@ -389,11 +389,12 @@ class Catalog:
             if not rest:
                 return Reference(name)
             record = self.read(name)
-            found = self._resolve_inside(record, rest)
+            found = self.resolve_inside(record, rest)
             return Reference(found.dataset, found.subset, found.partition, record)
         raise NotFoundError(self._unknown_dataset(ref))
 
-    def _resolve_inside(self, dataset: Dataset, rest: str) -> Reference:
+    def resolve_inside(self, dataset: Dataset, rest: str) -> Reference:
+        """Resolve ``subset[/partition]`` inside an already-read record (no storage access)."""
         subsets = sorted(dataset.subsets, key=len, reverse=True)
         if rest in dataset.subsets:
             return Reference(dataset.name, rest)

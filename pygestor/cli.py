@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--seed", type=int, default=0)
     plan.add_argument("--epoch", type=int, default=0)
     plan.add_argument("--no-shuffle", action="store_true")
-    plan.add_argument("--pad", action="store_true", help="pad instead of dropping the remainder")
+    plan.add_argument("--drop-last", action="store_true",
+                      help="drop the remainder instead of padding ranks by repeating samples "
+                           "(PygestorDataset's drop_last; padding is its default)")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(handler=cmd_plan)
     return parser
@@ -345,7 +347,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     report = plan_report(_manager(args), args.ref, world_size=args.world_size,
                          num_workers=args.workers, seed=args.seed, epoch=args.epoch,
-                         shuffle=not args.no_shuffle, drop_last=not args.pad)
+                         shuffle=not args.no_shuffle, drop_last=args.drop_last)
     if args.json:
         _print_json(report)
     else:

@@ -417,3 +417,150 @@ def test_topology_validation():
         resolve_topology(environ={"RANK": "x"})
     with pytest.raises(ConfigError, match="worker"):
         resolve_topology(environ={}, worker_info=(2, 2))
+
+
+# --------------------------------------------------------------------------------------------
+# Resume over the epoch's original pieces (the data loader's form)
+
+
+def simulate_loader(streams: list[list[int]], batch_size: int, drop_incomplete: bool = False,
+                    bundle: int = 1, firsts: list[int] | None = None):
+    """Explicit PyTorch in-order round robin over workers that batch their own streams and hand
+    them over ``bundle`` batches at a time (worker ``j``'s first bundle holds ``firsts[j]``):
+    (delivered batches in order, worker of each batch)."""
+    queues = []
+    for j, stream in enumerate(streams):
+        batches = [stream[i : i + batch_size] for i in range(0, len(stream), batch_size)]
+        if drop_incomplete and batches and len(batches[-1]) < batch_size:
+            batches.pop()
+        first = firsts[j] if firsts else bundle
+        items = [batches[:first]] + [batches[i : i + bundle]
+                                     for i in range(first, len(batches), bundle)]
+        queues.append([item for item in items if item])
+    out, sources = [], []
+    worker = 0
+    while any(queues):
+        if queues[worker]:
+            for batch in queues[worker].pop(0):
+                out.append(batch)
+                sources.append(worker)
+        worker = (worker + 1) % len(queues)
+    return out, sources
+
+
+@st.composite
+def piece_case(draw):
+    pieces = draw(st.lists(st.integers(0, 9), min_size=1, max_size=5))
+    workers = draw(workers_st)
+    batch = draw(st.integers(1, 4))
+    return pieces, workers, batch, draw(st.booleans())
+
+
+def _streams(pieces: list[list[int]], workers: int, rotation: int) -> list[list[int]]:
+    return [
+        [s for k in share for s in pieces[k]]
+        for share in P.pieces_of_workers(workers, len(pieces), rotation)
+    ]
+
+
+@FAST
+@given(piece_case(), workers_st, st.data())
+def test_resume_after_batches_continues_the_exact_order(case, workers_after, data):
+    sizes, workers, batch, drop = case
+    ids = iter(range(10_000))
+    pieces = [[next(ids) for _ in range(n)] for n in sizes]
+    whole, _ = simulate_loader(_streams(pieces, workers, 0), batch, drop)
+    taken = data.draw(st.integers(0, len(whole)))
+    delivered, rotation = P.resume_after_batches(taken, sizes, workers, batch, drop)
+    first = [s for b in whole[:taken] for s in b]
+    assert sum(delivered) == len(first)
+    rest_pieces = [p[d:] for p, d in zip(pieces, delivered, strict=True)]
+    everything = sorted(s for p in pieces for s in p)
+    assert sorted(first + [s for p in rest_pieces for s in p]) == everything
+    if not drop:
+        # the same worker count with the saved rotation: the very same remaining batches
+        rest, _ = simulate_loader(_streams(rest_pieces, workers, rotation), batch)
+        assert rest == whole[taken:]
+    # any other worker count: exactly the rest, in some order
+    rest, _ = simulate_loader(_streams(rest_pieces, workers_after, 0), batch)
+    assert sorted(s for b in rest for s in b) == sorted(s for p in rest_pieces for s in p)
+
+
+@FAST
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=6), st.data())
+def test_next_worker_matches_simulation(per_worker, data):
+    batches = data.draw(st.integers(0, sum(per_worker)))
+    taken = [0] * len(per_worker)
+    worker = 0
+    for _ in range(batches):
+        while taken[worker] >= per_worker[worker]:
+            worker = (worker + 1) % len(per_worker)
+        taken[worker] += 1
+        worker = (worker + 1) % len(per_worker)
+    expected = P.next_worker_after_batches(batches, per_worker)
+    active = [k for k in range(len(per_worker)) if taken[k] < per_worker[k]]
+    if active:  # the next batch comes from the first active worker from each pointer on
+        first_from = lambda start: next(  # noqa: E731
+            (start + i) % len(per_worker)
+            for i in range(len(per_worker))
+            if (start + i) % len(per_worker) in active
+        )
+        assert first_from(expected) == first_from(worker)
+
+
+def test_pieces_dealing_and_distribute():
+    assert P.pieces_for_worker(1, 2, 5) == [1, 3]
+    assert P.pieces_for_worker(0, 0, 3) == [0, 1, 2]
+    assert P.pieces_of_workers(2, 4, rotation=1) == [[1, 3], [0, 2]]
+    assert P.pieces_of_workers(3, 2) == [[0], [1], []]
+    assert P.distribute(7, [3, 0, 5]) == [3, 0, 4]
+    with pytest.raises(IntegrityError):
+        P.distribute(9, [3, 5])
+    with pytest.raises(ConfigError):
+        P.pieces_for_worker(2, 2, 4)
+
+
+def test_fingerprint_extra_salts_only_when_given():
+    kw = {"seed": 0, "shuffle": "none", "drop_last": False, "world_size": 2}
+    assert P.plan_fingerprint([1, 2], **kw, extra="") == P.plan_fingerprint([1, 2], **kw)
+    assert P.plan_fingerprint([1, 2], **kw, extra="a") != P.plan_fingerprint([1, 2], **kw)
+    salted = P.plan_fingerprint([1, 2], **kw, extra="a")
+    assert salted != P.plan_fingerprint([1, 2], **kw, extra="b")
+
+
+@FAST
+@given(piece_case(), st.integers(1, 4), st.data())
+def test_resume_with_bundles_continues_the_exact_order(case, bundle, data):
+    sizes, workers, batch, _ = case
+    ids = iter(range(10_000))
+    pieces = [[next(ids) for _ in range(n)] for n in sizes]
+    consumed = [0] * len(sizes)
+    rotation = 0
+    delivered_all: list[int] = []
+    remaining_pieces = pieces
+    for _ in range(3):  # chained resumes with the same worker count
+        shares = P.pieces_of_workers(workers, len(sizes), rotation)
+        firsts = [bundle - (sum(consumed[k] for k in share) // batch) % bundle
+                  for share in shares]
+        streams = _streams(remaining_pieces, workers, rotation)
+        whole, _ = simulate_loader(streams, batch, bundle=bundle, firsts=firsts)
+        taken = data.draw(st.integers(0, len(whole)))
+        remaining = [len(p) for p in remaining_pieces]
+        delivered, rotation = P.resume_after_batches(taken, remaining, workers, batch,
+                                                     rotation=rotation, bundle=bundle,
+                                                     piece_consumed=consumed)
+        got = [s for b in whole[:taken] for s in b]
+        assert sorted(got) == sorted(s for p, d in zip(remaining_pieces, delivered, strict=True)
+                                     for s in p[:d])
+        delivered_all += got
+        consumed = [c + d for c, d in zip(consumed, delivered, strict=True)]
+        remaining_pieces = [p[d:] for p, d in zip(remaining_pieces, delivered, strict=True)]
+        # what an uninterrupted run would deliver next is what the resumed run delivers
+        shares = P.pieces_of_workers(workers, len(sizes), rotation)
+        firsts = [bundle - (sum(consumed[k] for k in share) // batch) % bundle
+                  for share in shares]
+        rest, _ = simulate_loader(_streams(remaining_pieces, workers, rotation), batch,
+                                  bundle=bundle, firsts=firsts)
+        assert rest == whole[taken:]
+    flat = sorted(s for p in pieces for s in p)
+    assert sorted(delivered_all + [s for p in remaining_pieces for s in p]) == flat

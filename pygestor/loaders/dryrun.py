@@ -57,7 +57,7 @@ def bytes_per_rank(rows: np.ndarray, sizes: np.ndarray, world_size: int, *, seed
 
 
 def plan_report(manager: Manager, ref: str, *, world_size: int, num_workers: int, seed: int = 0,
-                epoch: int = 0, shuffle: bool = True, drop_last: bool = True) -> dict[str, Any]:
+                epoch: int = 0, shuffle: bool = True, drop_last: bool = False) -> dict[str, Any]:
     """The dry-run table for ``pygestor plan``."""
     from pygestor.errors import ConfigError
     from pygestor.manager import human_size

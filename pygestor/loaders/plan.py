@@ -30,6 +30,10 @@ Vocabulary
   piece (:attr:`Assignment.skip` > 0), which reproduces the original delivery order exactly,
   including the window shuffle. Otherwise the remaining positions are re-split among the current
   workers with the same block rule (:func:`split_ranges`).
+  The data loader uses a third, worker-count-independent form: one count per piece of the
+  epoch's original cut, the pieces dealt to the current workers round-robin
+  (:func:`pieces_for_worker`, :func:`resume_after_batches`), which keeps every piece's shuffle
+  windows and so its exact delivery order.
 * **Window shuffle** (done by the reader): each worker's piece is cut into fixed-size windows of
   ``window`` rows at piece offsets ``0, window, 2*window, ...``; the rows of a window are delivered
   in the order :func:`window_permutation` gives. A resumed worker that must skip ``c`` samples
@@ -724,6 +728,151 @@ def consumed_samples_from_batches(
 
 
 # --------------------------------------------------------------------------------------------
+# Resuming with another worker count: the epoch's pieces dealt to the current workers
+#
+# An epoch is cut into ``K0`` pieces once, by the worker count of the run that started it
+# (:func:`worker_pieces`). A run that resumes it with ``K`` workers keeps those pieces (so their
+# shuffle windows, and with them the exact delivery order inside each piece, are unchanged):
+# worker ``j`` reads pieces ``j, j + K, j + 2K, ...`` one after the other, each from its own
+# resume offset. Progress therefore stays one count per original piece, whatever ``K`` is.
+
+
+def pieces_for_worker(worker: int, num_workers: int, num_pieces: int) -> list[int]:
+    """The original pieces worker ``worker`` of ``num_workers`` (0 = one worker) reads, in
+    order: ``worker, worker + K, ...`` below ``num_pieces``."""
+    workers = _effective_workers(num_workers)
+    if not 0 <= worker < workers:
+        raise ConfigError(f"worker must be in [0, {workers}), got {worker}")
+    return list(range(worker, num_pieces, workers))
+
+
+def distribute(delivered: int, remaining: Sequence[int]) -> list[int]:
+    """Split ``delivered`` samples over pieces read one after the other, whose remaining sizes
+    are ``remaining``: the first pieces fill up first."""
+    out = []
+    for size in remaining:
+        take = min(delivered, size)
+        out.append(take)
+        delivered -= take
+    if delivered > 0:
+        raise IntegrityError(f"{delivered} more samples delivered than the pieces hold")
+    return out
+
+
+def pieces_of_workers(num_workers: int, num_pieces: int, rotation: int = 0) -> list[list[int]]:
+    """For each current worker ``j``, the original pieces it reads: those of
+    :func:`pieces_for_worker` ``((j + rotation) % K, K, num_pieces)``.
+
+    ``rotation`` lets a resumed DataLoader, whose round-robin always starts at worker 0, hand
+    the first batch to the worker whose turn it was when the state was saved
+    (:func:`resume_after_batches`), so the delivery order continues exactly.
+    """
+    workers = _effective_workers(num_workers)
+    return [pieces_for_worker((j + rotation) % workers, num_workers, num_pieces)
+            for j in range(workers)]
+
+
+def next_worker_after_batches(batches_consumed: int, per_worker_batches: Sequence[int]) -> int:
+    """Where PyTorch's round-robin stands after ``batches_consumed`` batches: the worker to ask
+    next, counting exhausted workers as skipped (0 at the start of a round)."""
+    counts = np.asarray(per_worker_batches, dtype=np.int64).reshape(-1)
+    total = int(counts.sum())
+    if not 0 <= batches_consumed <= total:
+        raise IntegrityError(
+            f"resume state says {batches_consumed} batches were consumed but the epoch has {total}"
+        )
+    full_rounds = _full_rounds(counts, batches_consumed)
+    left = batches_consumed - int(np.minimum(counts, full_rounds).sum())
+    if left == 0:
+        return 0
+    active = np.flatnonzero(counts > full_rounds)
+    return int(active[left - 1] + 1) % counts.size
+
+
+def resume_after_batches(
+    batches_consumed: int,
+    piece_remaining: Sequence[int],
+    num_workers: int,
+    batch_size: int,
+    drop_incomplete: bool = False,
+    rotation: int = 0,
+    *,
+    bundle: int = 1,
+    piece_consumed: Sequence[int] | None = None,
+) -> tuple[list[int], int]:
+    """What a DataLoader delivered from each original piece, and where its round-robin stands,
+    once the main process received ``batches_consumed`` batches of ``batch_size``.
+
+    Worker ``j`` streams its pieces (:func:`pieces_of_workers` with ``rotation``) back to back
+    and batches that stream, so it yields ``ceil(sum of their remaining / batch_size)`` batches
+    (floor with ``drop_incomplete``); batches arrive in PyTorch's in-order round-robin
+    (:func:`consumed_per_worker_from_batches`).
+
+    With ``bundle > 1`` a worker hands over its batches ``bundle`` at a time (one DataLoader item
+    holds several batches) and the round-robin is over bundles. Bundles are aligned to multiples
+    of ``bundle`` batches from the start of the worker's stream as it was before this iteration
+    (``piece_consumed``: samples each piece had consumed before), so a resumed worker's first
+    bundle is short and the delivery order continues exactly.
+
+    Args:
+        batches_consumed: batches the main process received in this iteration.
+        piece_remaining: samples each original piece had left when the iteration started.
+        num_workers: the DataLoader's worker count (0 = main process).
+        batch_size: samples per batch.
+        drop_incomplete: the DataLoader drops each worker's last incomplete batch.
+        rotation: the rotation this iteration was started with.
+        bundle: batches per DataLoader item.
+        piece_consumed: samples consumed from each piece before this iteration (bundle
+            alignment; zeros when omitted).
+
+    Returns:
+        ``(delivered, rotation)``: samples delivered per original piece in this iteration, and
+        the rotation a resumed run with the same number of workers must use.
+    """
+    workers = _effective_workers(num_workers)
+    if bundle < 1:
+        raise ConfigError(f"bundle must be >= 1, got {bundle}")
+    shares = pieces_of_workers(num_workers, len(piece_remaining), rotation)
+    streams = [sum(piece_remaining[k] for k in share) for share in shares]
+    per_worker = batches_per_worker(streams, batch_size, drop_incomplete)
+    consumed_before = list(piece_consumed) if piece_consumed is not None \
+        else [0] * len(piece_remaining)
+    firsts = [bundle - (sum(consumed_before[k] for k in share) // batch_size) % bundle
+              for share in shares]
+    bundles = [0 if n == 0 else 1 + max(0, -(-(n - first) // bundle))
+               for n, first in zip(per_worker, firsts, strict=True)]
+
+    def batches_in(counts: Sequence[int]) -> list[int]:
+        return [0 if c == 0 else min(n, first + (c - 1) * bundle)
+                for c, n, first in zip(counts, per_worker, firsts, strict=True)]
+
+    if not 0 <= batches_consumed <= sum(per_worker):
+        raise IntegrityError(f"resume state says {batches_consumed} batches were consumed but "
+                             f"the epoch has {sum(per_worker)}")
+    lo, hi = 0, sum(bundles)
+    while lo < hi:  # the most whole bundles that fit in batches_consumed
+        mid = (lo + hi + 1) // 2
+        if sum(batches_in(consumed_per_worker_from_batches(mid, bundles))) <= batches_consumed:
+            lo = mid
+        else:
+            hi = mid - 1
+    taken = consumed_per_worker_from_batches(lo, bundles)
+    done = batches_in(taken)
+    following = next_worker_after_batches(lo, bundles)
+    partial = batches_consumed - sum(done)
+    if partial:  # the next bundle, part-way through: it comes from the first active worker
+        following = next(w for w in ((following + i) % workers for i in range(workers))
+                         if taken[w] < bundles[w])
+        done[following] += partial
+    delivered = [0] * len(piece_remaining)
+    for share, stream, count in zip(shares, streams, done, strict=True):
+        spread = distribute(min(count * batch_size, stream), [piece_remaining[k] for k in share])
+        for k, value in zip(share, spread, strict=True):
+            delivered[k] = value
+    return delivered, (following + rotation) % workers
+
+
+# --------------------------------------------------------------------------------------------
 # Window shuffle
 
 
@@ -748,9 +897,14 @@ def plan_fingerprint(
     shuffle: str,
     drop_last: bool,
     world_size: int,
+    extra: str = "",
 ) -> str:
     """A 32-hex-digit blake2b digest of the sizes and the settings that define every rank's
-    sequence; a resume state saved with a different fingerprint does not apply."""
+    sequence; a resume state saved with a different fingerprint does not apply.
+
+    ``extra`` is mixed in when not empty (e.g. a digest of the data's checksums and filters, so
+    that changed data with unchanged row counts still changes the fingerprint).
+    """
     settings = {
         "version": _FINGERPRINT_VERSION,
         "seed": int(seed),
@@ -758,6 +912,8 @@ def plan_fingerprint(
         "drop_last": bool(drop_last),
         "world_size": int(world_size),
     }
+    if extra:
+        settings["extra"] = str(extra)
     digest = hashlib.blake2b(digest_size=16, person=b"pygestor-plan")
     digest.update(json.dumps(settings, sort_keys=True).encode() + b"\0")
     digest.update(as_sizes(row_group_sizes).astype("<i8", copy=False).tobytes())

@@ -48,10 +48,12 @@ def resolve_topology(
 
     1. the explicit ``rank`` / ``world_size`` arguments;
     2. ``torch.distributed`` when torch is already imported and the process group is initialized;
-    3. ``captured``: ``(rank, world_size)`` the dataset recorded in the main process before the
+    3. the parent's process group at the moment this process was forked (see
+       :func:`forked_topology`: DataLoader workers started with ``fork``);
+    4. ``captured``: ``(rank, world_size)`` the dataset recorded in the main process before the
        workers started (inside a worker ``torch.distributed.is_initialized()`` is False);
-    4. the ``RANK`` / ``WORLD_SIZE`` environment variables (torchrun sets them);
-    5. rank 0 of 1.
+    5. the ``RANK`` / ``WORLD_SIZE`` environment variables (torchrun sets them);
+    6. rank 0 of 1.
 
     Worker: ``worker_info`` as ``(worker, num_workers)`` if given, else
     ``torch.utils.data.get_worker_info()`` when torch is imported, else ``(0, 0)``.
@@ -67,7 +69,8 @@ def resolve_topology(
             worker outside ``[0, max(num_workers, 1))``.
     """
     env = os.environ if environ is None else environ
-    sources = [(rank, world_size), _from_torch_distributed(), captured, _from_environ(env)]
+    sources = [(rank, world_size), _from_torch_distributed(), _FORKED_FROM, captured,
+               _from_environ(env)]
     found_rank = _first(index=0, sources=sources, default=0)
     found_world = _first(index=1, sources=sources, default=1)
     worker, num_workers = worker_info if worker_info is not None else _from_worker_info()
@@ -81,6 +84,41 @@ def _first(index: int, sources: list[tuple[int | None, int | None] | None], defa
         if source is not None and source[index] is not None:
             return source[index]
     return default
+
+
+_FORKED_FROM: tuple[int, int] | None = None
+"""``(rank, world_size)`` of the parent's process group when this process was forked."""
+
+
+def forked_topology() -> tuple[int, int] | None:
+    """The rank and world size the parent process had when it forked this one (None if it had
+    no process group, or this process was not forked after this module was imported).
+
+    PyTorch's DataLoader forks its workers, and inside them ``torch.distributed`` reports no
+    process group. A fork hook registered at import records the parent's topology just before
+    every fork, so a worker knows its rank however the job was started (``mp.spawn`` with a
+    ``tcp://`` init method sets no ``RANK``/``WORLD_SIZE``) and whenever the group was made.
+    """
+    return _FORKED_FROM
+
+
+def _remember_before_fork() -> None:
+    global _FORKED_FROM
+    try:
+        _FORKED_FROM = _from_torch_distributed()
+    except Exception:  # noqa: BLE001 - a fork hook must never fail the fork
+        _FORKED_FROM = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_remember_before_fork)
+
+
+def distributed_topology() -> tuple[int, int] | None:
+    """``(rank, world_size)`` from ``torch.distributed`` if this process initialized a process
+    group (torch already imported), else None. Call it in the main process to capture the rank
+    for DataLoader workers, where the process group is not visible."""
+    return _from_torch_distributed()
 
 
 def _from_torch_distributed() -> tuple[int, int] | None:

@@ -1,0 +1,695 @@
+"""Loaders: iter_batches, PygestorDataset, PygestorDataLoader, the partition cache, streaming
+from S3 and GCS. Data is built through the real API (add_dataset + download) from small parquet
+sources with uneven file sizes and row groups of 100 rows.
+
+Multi-process DDP runs live in test_ddp.py, resume in a new process in test_resume.py; both use
+the helpers at the top of this file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+SOURCE_SIZES = (1234, 517, 2049)
+TOTAL = sum(SOURCE_SIZES)
+
+
+# ============================================================================================
+# Helpers shared with test_ddp.py and test_resume.py
+
+
+def write_source(root: Path, sizes: tuple[int, ...] = SOURCE_SIZES, scale: float = 0.5) -> Path:
+    """Parquet source files of uneven sizes; row ``i`` has id ``i``, x ``i * scale``,
+    label ``i % 10``."""
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    start = 0
+    for index, count in enumerate(sizes):
+        ids = np.arange(start, start + count, dtype=np.int64)
+        table = pa.table({"id": ids, "x": ids * scale, "label": ids % 10,
+                          "text": [f"row {i}" + " lorem" * (i % 4) for i in ids]})
+        pq.write_table(table, root / "train" / f"file-{index}.parquet", row_group_size=700)
+        start += count
+    return root
+
+
+def make_manager(data_dir: str, storage_options: dict[str, Any] | None = None,
+                 **settings: Any) -> Any:
+    from pygestor.config import Settings
+    from pygestor.manager import Manager
+
+    values = {"partition_size": "20KB", "row_group_size": 100, "retries": 2,
+              "retry_backoff": 0.01, **settings}
+    return Manager(Settings.load(data_dir=data_dir, storage_options=storage_options or {},
+                                 **values))
+
+
+def build(manager: Any, source: Path, name: str = "toy") -> Any:
+    manager.add_dataset(name, str(source), pipeline="files")
+    manager.download(name, progress=False)
+    return manager
+
+
+def ids_of(items: list[Any]) -> list[int]:
+    """Ids from rows (dicts) or batches (dicts of tensors / arrays), in order."""
+    out: list[int] = []
+    for item in items:
+        value = item["id"]
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, list):
+            out.extend(int(v) for v in value)
+        else:
+            out.append(int(value))
+    return out
+
+
+# ============================================================================================
+# Fixtures
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Any:
+    """A local storage root with dataset ``toy`` (subset ``train``: 7 partitions of 510-617
+    rows, row groups of 100 rows with uneven tails)."""
+    return build(make_manager(str(tmp_path / "data")), write_source(tmp_path / "src"))
+
+
+def dataset(manager: Any, **kwargs: Any) -> Any:
+    from pygestor.loaders.torch import PygestorDataset
+
+    return PygestorDataset("toy/train", manager=manager, **kwargs)
+
+
+# ============================================================================================
+# iter_batches
+
+
+def test_iter_batches_formats_sizes_and_order(toy):
+    import torch
+
+    from pygestor.loaders.batches import iter_batches
+
+    record = toy.dataset("toy").subsets["train"]
+    assert len(record.partitions) >= 5 and len({p.num_rows for p in record.partitions}) > 1
+    for fmt in ("arrow", "pandas", "numpy", "torch", "dict"):
+        batches = list(iter_batches(toy, "toy/train", batch_size=333, columns=["id", "text"],
+                                    format=fmt))
+        sizes = [len(b["id"]) if fmt != "arrow" else b.num_rows for b in batches]
+        assert sizes == [333] * (TOTAL // 333) + [TOTAL % 333], fmt
+        if fmt == "arrow":
+            assert all(isinstance(b, pa.RecordBatch) for b in batches)
+            assert batches[0].schema.names == ["id", "text"]
+            ids = [i for b in batches for i in b.column("id").to_pylist()]
+        elif fmt == "pandas":
+            assert list(batches[0].columns) == ["id", "text"]
+            ids = [int(i) for b in batches for i in b["id"]]
+        elif fmt == "torch":
+            assert batches[0]["id"].dtype == torch.int64 and isinstance(batches[0]["text"], list)
+            ids = ids_of(batches)
+        else:
+            ids = ids_of(batches)
+        assert ids == list(range(TOTAL)), fmt
+    texts = [t for b in iter_batches(toy, "toy/train", batch_size=4096, columns=["text"],
+                                     format="dict") for t in b["text"]]
+    assert texts[5] == "row 5 lorem" and len(texts) == TOTAL
+
+
+def test_iter_batches_filters_prune_row_groups(toy):
+    from pygestor.loaders.batches import iter_batches
+    from pygestor.loaders.stream import RowGroupReader, Source, row_group_may_match
+
+    batches = list(iter_batches(toy, "toy/train", batch_size=50, columns=["id"],
+                                filters=[("label", "<", 3), ("id", ">=", 1000)], format="numpy"))
+    ids = np.concatenate([b["id"] for b in batches])
+    expected = [i for i in range(TOTAL) if i % 10 < 3 and i >= 1000]
+    assert ids.tolist() == expected and list(batches[0]) == ["id"]
+    assert all(len(b["id"]) == 50 for b in batches[:-1])
+    # OR of ANDs
+    either = list(iter_batches(toy, "toy/train", batch_size=10_000, columns=["id"],
+                               filters=[[("id", "<", 5)], [("id", "in", [3000, 3001])]]))
+    assert either[0].column("id").to_pylist() == [0, 1, 2, 3, 4, 3000, 3001]
+    # statistics prove most row groups hold no id < 150: they are not read
+    source = Source.open(toy, "toy/train")
+    metadata = RowGroupReader(source).metadata(0)
+    groups = [[("id", "<", 150)]]
+    keep = [row_group_may_match(metadata.row_group(i), {"id": 0}, groups)
+            for i in range(metadata.num_row_groups)]
+    assert keep[:2] == [True, True] and not any(keep[2:])
+    assert row_group_may_match(metadata.row_group(3), {"id": 0}, [[("id", "in", [310])]])
+    assert not row_group_may_match(metadata.row_group(3), {"id": 0}, [[("id", "=", 50)]])
+    assert row_group_may_match(metadata.row_group(3), {"id": 0}, [[("id", "<", "x")]]), \
+        "incomparable values keep the row group"
+
+
+def test_iter_batches_errors_are_eager_and_clear(toy):
+    from pygestor.errors import ConfigError, NotDownloadedError, NotFoundError
+    from pygestor.loaders.batches import iter_batches
+
+    with pytest.raises(ConfigError, match="unknown column"):
+        iter_batches(toy, "toy/train", columns=["nope"])
+    with pytest.raises(ConfigError, match="filter on unknown column"):
+        iter_batches(toy, "toy/train", filters=[("nope", "=", 1)])
+    with pytest.raises(ConfigError, match="batch_size"):
+        iter_batches(toy, "toy/train", batch_size=0)
+    with pytest.raises(ConfigError, match="unknown format"):
+        iter_batches(toy, "toy/train", format="jax")
+    with pytest.raises(NotFoundError, match=r"no dataset 'tyo/train'.*'toy'"):
+        iter_batches(toy, "tyo/train")
+    toy.remove("toy/train")
+    with pytest.raises(NotDownloadedError, match="pygestor download toy/train"):
+        iter_batches(toy, "toy/train")
+
+
+def test_public_api_streams_through_the_configured_manager(toy):
+    import pygestor
+
+    pygestor.configure(data_dir=toy.settings.data_dir, row_group_size=100)
+    batches = list(pygestor.iter_batches("toy/train", batch_size=1000, columns=["label"],
+                                         filters=[("label", "=", 7)], format="numpy"))
+    assert sum(len(b["label"]) for b in batches) == TOTAL // 10
+    found = pygestor.urls("toy/train")
+    assert len(found["urls"]) == len(toy.dataset("toy").subsets["train"].partitions)
+    assert pq.read_table(found["urls"][0]).num_rows > 0
+
+
+# ============================================================================================
+# PygestorDataset: rows, batches, shuffling, formats
+
+
+def test_rows_exactly_once_in_catalog_order_and_len(toy):
+    ds = dataset(toy, columns=["id", "label", "text"])
+    assert len(ds) == TOTAL == ds.num_rows
+    rows = list(ds)
+    assert [r["id"] for r in rows] == list(range(TOTAL))
+    assert rows[12] == {"id": 12, "label": 2, "text": "row 12"}
+
+
+def test_shuffle_is_deterministic_for_seed_and_epoch(toy):
+    ds = dataset(toy, columns=["id"], shuffle=True, seed=7, shuffle_buffer=256)
+    first = [r["id"] for r in ds]
+    assert sorted(first) == list(range(TOTAL)) and first != list(range(TOTAL))
+    assert [r["id"] for r in ds] == first
+    assert [r["id"] for r in dataset(toy, columns=["id"], shuffle=True, seed=7,
+                                     shuffle_buffer=256)] == first
+    ds.set_epoch(1)
+    second = [r["id"] for r in ds]
+    assert sorted(second) == list(range(TOTAL)) and second != first
+    other_seed = [r["id"] for r in dataset(toy, columns=["id"], shuffle=True, seed=8,
+                                           shuffle_buffer=256)]
+    assert other_seed != first
+    # rows are mixed inside a window, not only row groups reordered
+    assert sum(abs(a - b) > 1 for a, b in itertools.pairwise(first)) > TOTAL // 2
+
+
+def test_sequence_does_not_depend_on_workers(toy):
+    from torch.utils.data import DataLoader
+
+    from pygestor.loaders import plan as P
+
+    ds = dataset(toy, columns=["id"], batch_size=64, shuffle=True, seed=3, shuffle_buffer=200)
+    ds.set_epoch(2)
+    reference = ids_of(list(DataLoader(ds, batch_size=None, num_workers=0)))
+    assert sorted(reference) == list(range(TOTAL))
+    block = ds._block()
+    assert block == 256, "the window rounds up to whole batches and is the worker block"
+    for workers in (1, 2, 3):
+        batches = list(DataLoader(ds, batch_size=None, num_workers=workers))
+        assert len(batches) == len(ds) == -(-TOTAL // 64)
+        # undo PyTorch's round-robin over workers: worker k's batches, one after the other
+        counts = P.batches_per_worker([b - a for a, b in P.worker_pieces(TOTAL, workers, block)],
+                                      64)
+        per_worker: list[list[Any]] = [[] for _ in range(workers)]
+        order = []
+        taken = [0] * workers
+        k = 0
+        for _ in range(len(batches)):
+            while taken[k] >= counts[k]:
+                k = (k + 1) % workers
+            order.append(k)
+            taken[k] += 1
+            k = (k + 1) % workers
+        for batch, worker in zip(batches, order, strict=True):
+            per_worker[worker].append(batch)
+        assert [i for w in per_worker for i in ids_of(w)] == reference, workers
+
+
+def test_batches_formats_stack_and_transform(toy):
+    import torch
+
+    ds = dataset(toy, batch_size=100, columns=["id", "x", "label", "text"],
+                 stack={"features": ["x", "label"]}, stack_dtype=torch.float32)
+    batches = list(ds)
+    assert len(batches) == len(ds) == 38
+    first = batches[0]
+    assert set(first) == {"features", "id", "text"}
+    assert first["features"].shape == (100, 2) and first["features"].dtype == torch.float32
+    assert first["features"][7].tolist() == [3.5, 7.0]
+    assert first["text"][3] == "row 3" + " lorem" * 3
+    listed = dataset(toy, batch_size=100, columns=["x", "label"], stack=["label", "x"])
+    assert next(iter(listed))["features"][3].tolist() == [3.0, 1.5]
+
+    for fmt, check in (("numpy", lambda b: b["id"].dtype == np.int64),
+                       ("arrow", lambda b: isinstance(b, pa.RecordBatch)),
+                       ("pandas", lambda b: list(b.columns) == ["id", "label"]),
+                       ("dict", lambda b: isinstance(b["id"], list))):
+        batch = next(iter(dataset(toy, batch_size=10, columns=["id", "label"], format=fmt)))
+        assert check(batch), fmt
+
+    doubled = dataset(toy, batch_size=500, columns=["id"],
+                      transform=lambda b: {"id2": b["id"] * 2})
+    assert next(iter(doubled))["id2"][:3].tolist() == [0, 2, 4]
+    rows = dataset(toy, columns=["id", "text"], transform=lambda r: (r["id"], len(r["text"])))
+    assert next(iter(rows)) == (0, 5)
+
+
+def test_dataloader_collates_rows(toy):
+    from torch.utils.data import DataLoader
+
+    ds = dataset(toy, columns=["id", "x"], shuffle=True, seed=1, shuffle_buffer=300)
+    batches = list(DataLoader(ds, batch_size=32, num_workers=2))
+    assert batches[0]["x"].dtype.is_floating_point
+    ids = ids_of(batches)
+    assert sorted(ids) == list(range(TOTAL))
+
+
+def test_bad_arguments_are_clear(toy):
+    from pygestor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown column"):
+        dataset(toy, columns=["nope"])
+    with pytest.raises(ConfigError, match="stack needs batches"):
+        dataset(toy, columns=["x"], stack=["x"])
+    with pytest.raises(ConfigError, match="not a number"):
+        dataset(toy, batch_size=8, columns=["text"], stack=["text"])
+    with pytest.raises(ConfigError, match="rank and world_size"):
+        dataset(toy, rank=1)
+    with pytest.raises(ConfigError, match="rank"):
+        dataset(toy, rank=2, world_size=2)
+    with pytest.raises(ConfigError, match="seed"):
+        dataset(toy, seed=-1)
+    with pytest.raises(ConfigError, match="epoch"):
+        dataset(toy).set_epoch(-2)
+
+
+# ============================================================================================
+# Ranks without processes (explicit rank/world_size): drop/pad rule and filters
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_ranks_equal_and_exactly_once(toy, drop_last):
+    world = 3
+    per_rank = [[r["id"] for r in dataset(toy, columns=["id"], shuffle=True, seed=5,
+                                          shuffle_buffer=128, drop_last=drop_last, rank=rank,
+                                          world_size=world)] for rank in range(world)]
+    lengths = {len(ids) for ids in per_rank}
+    assert len(lengths) == 1
+    n = lengths.pop()
+    assert n == len(dataset(toy, rank=0, world_size=world, drop_last=drop_last))
+    counts = Counter(i for ids in per_rank for i in ids)
+    if drop_last:
+        assert n == TOTAL // world and all(c == 1 for c in counts.values())
+        assert len(counts) == TOTAL - TOTAL % world
+    else:
+        assert n == -(-TOTAL // world) and set(counts) == set(range(TOTAL))
+        assert sum(counts.values()) - TOTAL == world * n - TOTAL
+
+
+def test_filters_count_matches_for_equal_ranks(toy):
+    world = 2
+    shares = [[r["id"] for r in dataset(toy, columns=["id"], filters=[("label", "in", [1, 4])],
+                                        drop_last=True, rank=rank, world_size=world)]
+              for rank in range(world)]
+    matching = [i for i in range(TOTAL) if i % 10 in (1, 4)]
+    assert len(shares[0]) == len(shares[1]) == len(matching) // 2
+    assert sorted(shares[0] + shares[1]) == matching[: 2 * (len(matching) // 2)]
+    ds = dataset(toy, columns=["id"], filters=[("label", "in", [1, 4])])
+    assert ds.num_rows == len(matching) and len(ds) == len(matching)
+    assert int((ds.row_group_sizes == 0).sum()) == 0
+    narrow = dataset(toy, columns=["id"], filters=[("id", "<", 130)])
+    assert narrow.num_rows == 130 and int((narrow.row_group_sizes > 0).sum()) == 2
+
+
+def test_topology_comes_from_environment_at_iteration(toy, monkeypatch):
+    ds = dataset(toy, columns=["id"])
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    ids = [r["id"] for r in ds]
+    assert ids == list(range(TOTAL // 2, TOTAL)) and len(ds) == TOTAL // 2
+
+
+# ============================================================================================
+# Resume in one process (resume in a new process: test_resume.py)
+
+
+def _take(iterator: Any, count: int) -> list[Any]:
+    return [next(iterator) for _ in range(count)]
+
+
+@pytest.mark.parametrize("workers_before,workers_after", [(0, 0), (2, 2), (2, 0), (0, 3), (3, 2)])
+def test_loader_resume_exact_with_any_worker_count(toy, workers_before, workers_after):
+    from pygestor.loaders.torch import PygestorDataLoader
+
+    kwargs = {"columns": ["id"], "shuffle": True, "seed": 11, "shuffle_buffer": 96}
+    ds = dataset(toy, **kwargs)
+    ds.set_epoch(3)
+    loader = PygestorDataLoader(ds, batch_size=32, num_workers=workers_before)
+    assert len(loader) == -(-TOTAL // 32)
+    iterator = iter(loader)
+    first = ids_of(_take(iterator, 37))
+    state = json.loads(json.dumps(loader.state_dict()))
+    del iterator
+    assert state["epoch"] == 3 and state["samples_consumed"] == 37 * 32
+
+    fresh = dataset(toy, **kwargs)
+    resumed = PygestorDataLoader(fresh, batch_size=32, num_workers=workers_after)
+    resumed.load_state_dict(state)
+    rest = ids_of(list(resumed))
+    assert sorted(first + rest) == list(range(TOTAL))
+    if workers_before == workers_after:
+        full = dataset(toy, **kwargs)
+        full.set_epoch(3)
+        whole = ids_of(list(PygestorDataLoader(full, batch_size=32,
+                                               num_workers=workers_before)))
+        assert first + rest == whole, "same workers: the exact original order"
+    # the next epoch starts afresh
+    fresh.set_epoch(4)
+    assert sorted(ids_of(list(resumed))) == list(range(TOTAL))
+
+
+def test_chained_resume_and_ready_batches(toy):
+    from pygestor.loaders.torch import PygestorDataLoader
+
+    kwargs = {"columns": ["id"], "batch_size": 50, "shuffle": True, "seed": 2,
+              "shuffle_buffer": 120}
+    seen: list[int] = []
+    state = None
+    for workers, take in ((2, 9), (0, 11), (3, 5), (1, None)):
+        ds = dataset(toy, **kwargs)
+        loader = PygestorDataLoader(ds, num_workers=workers)
+        if state is not None:
+            loader.load_state_dict(state)
+        iterator = iter(loader)
+        batches = list(iterator) if take is None else _take(iterator, take)
+        seen += ids_of(batches)
+        state = loader.state_dict()
+        del iterator
+    assert sorted(seen) == list(range(TOTAL))
+    assert state["samples_consumed"] == TOTAL
+
+
+def test_dataset_state_without_loader_and_plain_dataloader(toy):
+    from torch.utils.data import DataLoader
+
+    kwargs = {"columns": ["id"], "shuffle": True, "seed": 4, "shuffle_buffer": 100}
+    ds = dataset(toy, **kwargs)
+    iterator = iter(ds)
+    first = [next(iterator)["id"] for _ in range(1000)]
+    state = ds.state_dict()
+    assert state["samples_consumed"] == 1000
+    again = dataset(toy, **kwargs)
+    again.load_state_dict(state)
+    assert sorted(first + [r["id"] for r in again]) == list(range(TOTAL))
+
+    # a plain DataLoader with workers: the caller counts batches
+    ds = dataset(toy, loader_batch_size=16, **kwargs)
+    loader = DataLoader(ds, batch_size=16, num_workers=2)
+    iterator = iter(loader)
+    first = ids_of(_take(iterator, 20))
+    state = ds.state_dict(loader=loader, batches=20)
+    del iterator
+    again = dataset(toy, loader_batch_size=16, **kwargs)
+    again.load_state_dict(state)
+    assert sorted(first + ids_of(list(DataLoader(again, batch_size=16, num_workers=2)))) == \
+        list(range(TOTAL))
+
+
+def test_resume_against_changed_data_or_settings_fails_loudly(toy, tmp_path):
+    from pygestor.errors import IntegrityError
+
+    ds = dataset(toy, columns=["id"], shuffle=True, seed=1)
+    iterator = iter(ds)
+    _take(iterator, 10)
+    state = ds.state_dict()
+    with pytest.raises(IntegrityError, match="seed was 1, now 2"):
+        dataset(toy, columns=["id"], shuffle=True, seed=2).load_state_dict(state)
+    with pytest.raises(IntegrityError, match="world_size was 1, now 2"):
+        dataset(toy, columns=["id"], shuffle=True, seed=1, rank=0,
+                world_size=2).load_state_dict(state)
+    with pytest.raises(IntegrityError, match="shuffle_buffer"):
+        dataset(toy, columns=["id"], shuffle=True, seed=1,
+                shuffle_buffer=100).load_state_dict(state)
+    with pytest.raises(IntegrityError, match="not a PygestorDataset state"):
+        ds.load_state_dict({"epoch": 1})
+    # the source changed (other x values, same row counts) and was downloaded again
+    write_source(tmp_path / "src", scale=2.0)
+    toy.download("toy/train", force=True, progress=False)
+    changed = dataset(toy, columns=["id"], shuffle=True, seed=1)
+    assert changed.num_rows == TOTAL and changed.fingerprint() != ds.fingerprint()
+    with pytest.raises(IntegrityError, match="data changed"):
+        changed.load_state_dict(state)
+    # a partition fewer: row counts differ
+    toy.remove("toy/train", partitions=["part-00002.parquet"])
+    with pytest.raises(IntegrityError, match="the data had 3800 rows"):
+        dataset(toy, columns=["id"], shuffle=True, seed=1).load_state_dict(state)
+
+
+def test_stateful_dataloader_from_torchdata(toy):
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    kwargs = {"columns": ["id"], "batch_size": 40, "shuffle": True, "seed": 9,
+              "shuffle_buffer": 80}
+    for workers in (0, 2):
+        loader = stateful.StatefulDataLoader(dataset(toy, **kwargs), batch_size=None,
+                                             num_workers=workers)
+        iterator = iter(loader)
+        first = ids_of(_take(iterator, 13))
+        state = loader.state_dict()
+        del iterator
+        again = stateful.StatefulDataLoader(dataset(toy, **kwargs), batch_size=None,
+                                            num_workers=workers)
+        again.load_state_dict(state)
+        rest = ids_of(list(again))
+        assert sorted(first + rest) == list(range(TOTAL)), workers
+
+
+# ============================================================================================
+# Cache
+
+
+def test_cache_lru_limit_atomic(tmp_path):
+    from pygestor.errors import ConfigError, IntegrityError
+    from pygestor.loaders.cache import PartitionCache
+
+    cache = PartitionCache(tmp_path / "cache", max_bytes=250)
+
+    def filler(content: bytes):
+        def fill(path: str) -> None:
+            Path(path).write_bytes(content)
+        return fill
+
+    import hashlib
+
+    def key(content: bytes) -> str:
+        return "sha256:" + hashlib.sha256(content).hexdigest()
+
+    blobs = [bytes([i]) * 100 for i in range(4)]
+    a = cache.get(key(blobs[0]), 100, filler(blobs[0]))
+    b = cache.get(key(blobs[1]), 100, filler(blobs[1]))
+    os.utime(b, (1, 1))  # b is the least recently used
+    os.utime(a, (2, 2))
+    cache.get(key(blobs[2]), 100, filler(blobs[2]))
+    assert os.path.exists(a) and not os.path.exists(b) and cache.usage() == 200
+    assert cache.get(key(blobs[0]), 100, filler(b"never called")) == a
+    with pytest.raises(ConfigError, match="cache_max_bytes=250 is smaller than big"):
+        cache.get(key(b"x" * 300), 300, filler(b"x" * 300), what="big")
+    with pytest.raises(IntegrityError, match="checksum"):
+        cache.get(key(blobs[3]), 100, filler(b"\0" * 100))
+    with pytest.raises(IntegrityError, match="copied 5 bytes"):
+        cache.get(key(blobs[3]), 100, filler(b"short"))
+    left = [p.name for p in (tmp_path / "cache").iterdir() if p.is_file()]
+    assert left and all(name.startswith("sha256-") for name in left), "no temporary file left"
+    assert cache.usage() <= 250 and not cache.path_for(key(blobs[3])).exists()
+    cache.clear()
+    assert cache.usage() == 0
+
+
+# ============================================================================================
+# Object stores
+
+
+def _remote(server: dict[str, Any], scheme: str, tmp_path: Path, **settings: Any) -> Any:
+    url = f"{scheme}://{server['bucket']}/{uuid.uuid4().hex[:10]}"
+    return build(make_manager(url, server["options"], **settings), write_source(tmp_path / "src"))
+
+
+@pytest.mark.slow
+def test_stream_from_s3_with_two_workers(s3_server, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from pygestor.loaders.batches import iter_batches
+    from pygestor.loaders.stream import RowGroupReader, Source
+
+    manager = _remote(s3_server, "s3", tmp_path)
+    ds = dataset(manager, columns=["id", "x"], batch_size=128, shuffle=True, seed=1,
+                 shuffle_buffer=256, stack=["x"])
+    batches = list(DataLoader(ds, batch_size=None, num_workers=2))
+    assert len(batches) == len(ds) and sorted(ids_of(batches)) == list(range(TOTAL))
+    arrow = list(iter_batches(manager, "toy/train", batch_size=1000, columns=["id"],
+                              filters=[("label", "=", 3)]))
+    assert [i for b in arrow for i in b.column(0).to_pylist()] == list(range(3, TOTAL, 10))
+    # only the footer and the needed column chunks are fetched
+    source = Source.open(manager, "toy/train")
+    reader = RowGroupReader(source, columns=["id"])
+    reader.read(0, 0)
+    assert reader.requests == 2  # footer + one ranged read of the 'id' chunk
+    # all columns: the first row group comes in the footer's round trip, nothing more
+    whole = RowGroupReader(source)
+    assert whole.schema().names == ["id", "x", "label", "text"]
+    assert whole.requests == 2
+    first = whole.read(0, 0)
+    assert whole.requests == 2 and first.column("id").to_pylist()[:3] == [0, 1, 2]
+    assert whole.read(0, 1).num_rows == source.partitions[0].row_groups[1]
+    everything = list(iter_batches(manager, "toy/train", batch_size=777))
+    assert [i for b in everything for i in b.column("id").to_pylist()] == list(range(TOTAL))
+
+
+@pytest.mark.slow
+def test_stream_from_gcs_with_two_workers(gcs_server, tmp_path):
+    from torch.utils.data import DataLoader
+
+    manager = _remote(gcs_server, "gs", tmp_path)
+    ds = dataset(manager, columns=["id", "label"], drop_last=True)
+    batches = list(DataLoader(ds, batch_size=64, num_workers=2))
+    assert sorted(ids_of(batches)) == list(range(TOTAL))
+
+
+@pytest.mark.slow
+def test_cache_serves_repeated_epochs_from_s3(s3_server, tmp_path):
+    cache_dir = tmp_path / "cache"
+    manager = _remote(s3_server, "s3", tmp_path, cache_dir=str(cache_dir),
+                      cache_max_bytes="1MB")
+    ds = dataset(manager, columns=["id"], batch_size=500)
+    first = ids_of(list(ds))
+    cached = sorted(p.name for p in cache_dir.iterdir() if p.suffix == ".parquet")
+    record = manager.dataset("toy").subsets["train"]
+    assert len(cached) == len(record.partitions)
+    assert all(name.startswith("sha256-") for name in cached)
+    assert ids_of(list(ds)) == first == list(range(TOTAL))
+    # too small a limit: a clear error naming it
+    small = _remote(s3_server, "s3", tmp_path / "again", cache_dir=str(tmp_path / "c2"),
+                    cache_max_bytes="1KB")
+    from pygestor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cache_max_bytes=1000 is smaller than"):
+        list(dataset(small, columns=["id"], batch_size=500))
+
+
+def test_local_roots_are_never_cached(tmp_path):
+    manager = build(make_manager(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache")),
+                    write_source(tmp_path / "src"))
+    assert ids_of(list(dataset(manager, columns=["id"], batch_size=1000))) == list(range(TOTAL))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_persistent_workers_follow_set_epoch_and_resume(toy):
+    from torch.utils.data import DataLoader
+
+    from pygestor.loaders.torch import PygestorDataLoader
+
+    kwargs = {"columns": ["id"], "batch_size": 100, "shuffle": True, "seed": 6,
+              "shuffle_buffer": 100}
+    reference = []
+    for epoch in range(3):
+        ds = dataset(toy, **kwargs)
+        ds.set_epoch(epoch)
+        reference.append(ids_of(list(PygestorDataLoader(ds, num_workers=2))))
+        plain = ids_of(list(DataLoader(ds, batch_size=None, num_workers=2)))
+        assert sorted(plain) == sorted(reference[-1]) == list(range(TOTAL))
+    assert len({tuple(r) for r in reference}) == 3
+    ds = dataset(toy, **kwargs)
+    loader = PygestorDataLoader(ds, num_workers=2, persistent_workers=True)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        assert ids_of(list(loader)) == reference[epoch], epoch
+    # resume mid-epoch, then the same epoch again is read whole
+    ds.set_epoch(1)
+    iterator = iter(loader)
+    first = ids_of(_take(iterator, 7))
+    state = loader.state_dict()
+    del iterator
+    loader.load_state_dict(state)
+    rest = ids_of(list(loader))
+    assert first + rest == reference[1]
+    assert ids_of(list(loader)) == reference[1], "the resume point is used once"
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_bundled_handoff_resumes_in_the_exact_order(toy, workers):
+    from pygestor.loaders.torch import PygestorDataLoader
+
+    kwargs = {"columns": ["id", "x", "text"], "batch_size": 50, "shuffle": True, "seed": 8,
+              "shuffle_buffer": 100}
+
+    def loader(ds):
+        return PygestorDataLoader(ds, num_workers=workers, handoff_rows=150)  # 3 per bundle
+
+    ds = dataset(toy, **kwargs)
+    ds.set_epoch(1)
+    whole = list(loader(ds))
+    assert len(whole) == len(ds) == 76 and all(len(b["id"]) == 50 for b in whole[:-1])
+    assert whole[0]["x"].tolist() == [i * 0.5 for i in whole[0]["id"].tolist()]
+    assert whole[0]["text"][0].startswith(f"row {int(whole[0]['id'][0])}")
+    reference = ids_of(whole)
+    assert sorted(reference) == list(range(TOTAL))
+    seen: list[int] = []
+    state = None
+    for take in (7, 1, 11, 4, None):  # chained resumes, stopping inside bundles
+        ds = dataset(toy, **kwargs)
+        ds.set_epoch(1)
+        current = loader(ds)
+        if state is not None:
+            current.load_state_dict(state)
+        iterator = iter(current)
+        seen += ids_of(list(iterator) if take is None else _take(iterator, take))
+        state = current.state_dict()
+        del iterator
+    assert seen == reference
+
+
+def test_bundle_packs_tensors_into_one_buffer():
+    import io
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch
+    import torch.multiprocessing  # registers the tensor reductions
+
+    from pygestor.loaders.torch import Bundle
+
+    batches = [{"a": torch.arange(5), "b": torch.tensor([[1.5, 2.0]] * 3, dtype=torch.float16),
+                "c": torch.tensor([True, False, True]), "s": ["x", "y"], "n": 7,
+                "t": torch.arange(6).reshape(2, 3).t()},  # not contiguous
+               ("not", "a", "dict"),
+               {"empty": torch.zeros(0, 4)}]
+    payload = io.BytesIO()
+    ForkingPickler(payload, pickle.HIGHEST_PROTOCOL).dump(Bundle(batches))
+    back = pickle.loads(payload.getvalue())
+    assert isinstance(back, Bundle) and len(back.batches) == 3
+    first = back.batches[0]
+    assert torch.equal(first["a"], torch.arange(5)) and first["b"].dtype == torch.float16
+    assert torch.equal(first["b"], batches[0]["b"]) and first["c"].tolist() == [True, False, True]
+    assert torch.equal(first["t"], batches[0]["t"]) and first["s"] == ["x", "y"]
+    assert first["n"] == 7 and back.batches[1] == ("not", "a", "dict")
+    assert back.batches[2]["empty"].shape == (0, 4)
+    assert first["a"].untyped_storage().data_ptr() == first["b"].untyped_storage().data_ptr(), \
+        "one buffer for all tensors"
