@@ -62,6 +62,7 @@ gates the API routes too). No ``X-Xet-*`` header and no ``xetHash`` is ever sent
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -69,7 +70,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1170,3 +1171,23 @@ def skip_client_sleeps(monkeypatch: Any) -> None:
 
     for name in ("huggingface_hub.file_download", "huggingface_hub.utils._http"):
         monkeypatch.setattr(importlib.import_module(name), "time", _NoSleepTime())
+
+
+@contextlib.contextmanager
+def serving(repos: Iterable[HubRepo], hf_home: str | PathLike[str]) -> Iterator[HubServer]:
+    """Start a hub with ``repos`` and point huggingface_hub at it (env and already-imported
+    module state) for the duration; ``server.home`` is ``hf_home``. For module fixtures."""
+    import pytest
+
+    server = start_hub(repos)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in HUB_ENV_UNSET:
+                mp.delenv(name, raising=False)
+            for name, value in hub_env(server.url, hf_home).items():
+                mp.setenv(name, value)
+            point_client_at(server.url, hf_home=hf_home, monkeypatch=mp)
+            server.home = hf_home  # type: ignore[attr-defined]
+            yield server
+    finally:
+        server.stop()

@@ -40,16 +40,8 @@ SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[hs.HubServer]:
     """The fake Hub with the standard repos; huggingface_hub (already imported) points at it."""
-    server = hs.start_hub(hs.all_repos())
-    home = tmp_path_factory.mktemp("hf_home")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in hs.HUB_ENV_UNSET:
-            mp.delenv(name, raising=False)
-        for name, value in hs.hub_env(server.url, home).items():
-            mp.setenv(name, value)
-        hs.point_client_at(server.url, hf_home=home, monkeypatch=mp)
+    with hs.serving(hs.all_repos(), tmp_path_factory.mktemp("hf_home")) as server:
         yield server
-    server.stop()
 
 
 @pytest.fixture()

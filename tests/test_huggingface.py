@@ -39,17 +39,8 @@ SPEECH = "facebook/multilingual_librispeech"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[hs.HubServer]:
     """The fake Hub with the standard repos; huggingface_hub points at it, HF_HOME in tmp."""
-    server = hs.start_hub(hs.all_repos())
-    home = tmp_path_factory.mktemp("hf_home")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in hs.HUB_ENV_UNSET:
-            mp.delenv(name, raising=False)
-        for name, value in hs.hub_env(server.url, home).items():
-            mp.setenv(name, value)
-        hs.point_client_at(server.url, hf_home=home, monkeypatch=mp)
-        server.home = home  # type: ignore[attr-defined]
+    with hs.serving(hs.all_repos(), tmp_path_factory.mktemp("hf_home")) as server:
         yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -26,16 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[hs.HubServer]:
-    server = hs.start_hub([hs.wikipedia_like()])
-    home = tmp_path_factory.mktemp("hf_home")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in hs.HUB_ENV_UNSET:
-            mp.delenv(name, raising=False)
-        for name, value in hs.hub_env(server.url, home).items():
-            mp.setenv(name, value)
-        hs.point_client_at(server.url, hf_home=home, monkeypatch=mp)
+    with hs.serving([hs.wikipedia_like()], tmp_path_factory.mktemp("hf_home")) as server:
         yield server
-    server.stop()
 
 
 @pytest.fixture
