@@ -305,12 +305,10 @@ class Catalog:
         return self.storage.exists(self.record_path(name))
 
     def read(self, name: str) -> Dataset:
-        path = self.record_path(name)
-        try:
-            raw = self.storage.read_bytes(path)
-        except FileNotFoundError:
-            raise NotFoundError(self._unknown_dataset(name)) from None
-        return Dataset.from_json(raw, where=f"record {self.storage.url_of(path)}")
+        record = self._read_if_exists(name)
+        if record is None:
+            raise NotFoundError(self._unknown_dataset(name))
+        return record
 
     def read_many(self, names: list[str]) -> list[Dataset]:
         paths = [self.record_path(n) for n in names]
@@ -372,7 +370,11 @@ class Catalog:
 
     # ------------------------------------------------------------------ references
     def resolve(self, ref: str) -> Reference:
-        """Turn ``dataset[/subset[/partition]]`` into a :class:`Reference` (longest match first)."""
+        """Turn ``dataset[/subset[/partition]]`` into a :class:`Reference` (longest match first).
+
+        Each candidate dataset name costs one read of its record (no existence check first);
+        the record read is returned with the reference.
+        """
         check_reference(ref)
         parts = ref.strip("/").split("/")
         for n in (2, 1):
@@ -380,18 +382,25 @@ class Catalog:
                 continue
             name = "/".join(parts[:n])
             try:
-                found = self.exists(name)
+                record = self._read_if_exists(name)
             except InvalidNameError:  # e.g. a 3-part prefix: not a dataset name
-                found = False
-            if not found:
+                continue
+            if record is None:
                 continue
             rest = "/".join(parts[n:])
             if not rest:
-                return Reference(name)
-            record = self.read(name)
+                return Reference(name, record=record)
             found = self.resolve_inside(record, rest)
             return Reference(found.dataset, found.subset, found.partition, record)
         raise NotFoundError(self._unknown_dataset(ref))
+
+    def _read_if_exists(self, name: str) -> Dataset | None:
+        path = self.record_path(name)
+        try:
+            raw = self.storage.read_bytes(path)
+        except FileNotFoundError:
+            return None
+        return Dataset.from_json(raw, where=f"record {self.storage.url_of(path)}")
 
     def resolve_inside(self, dataset: Dataset, rest: str) -> Reference:
         """Resolve ``subset[/partition]`` inside an already-read record (no storage access)."""

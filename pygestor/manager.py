@@ -198,7 +198,8 @@ class Manager:
         return summary
 
     def list_subsets(self, name: str) -> list[dict[str, Any]]:
-        dataset = self.catalog.read(self.resolve(name).dataset)
+        target = self.resolve(name)
+        dataset = target.record or self.catalog.read(target.dataset)
         return [summarize_subset(dataset, s) for s in dataset.subsets.values()]
 
     def list_partitions(self, ref: str) -> list[dict[str, Any]]:

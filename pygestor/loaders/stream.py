@@ -41,7 +41,7 @@ from pygestor.backends.retry import TransientError, call_with_retries
 from pygestor.backends.storage import Storage
 from pygestor.catalog import Dataset, Reference
 from pygestor.config import Settings
-from pygestor.errors import ConfigError, IntegrityError, NotDownloadedError, NotFoundError
+from pygestor.errors import ConfigError, IntegrityError, NotDownloadedError
 
 if TYPE_CHECKING:
     from pygestor.loaders.cache import PartitionCache
@@ -177,33 +177,9 @@ class Source:
 
 
 def _read_target(manager: Manager, ref: str) -> tuple[Dataset, Reference]:
-    """Resolve ``ref`` and read its dataset record with as few storage requests as possible.
-
-    Same rules as :meth:`Catalog.resolve` (longest registered dataset name first), but every
-    candidate costs one GET of its record, not a HEAD plus a GET plus a second read.
-    """
-    from pygestor.names import check_dataset_name, check_reference
-
-    check_reference(ref)
-    catalog = manager.catalog
-    parts = ref.strip("/").split("/")
-    for n in (2, 1):
-        if len(parts) < n:
-            continue
-        name = "/".join(parts[:n])
-        try:
-            check_dataset_name(name)
-            path = catalog.record_path(name)
-            raw = manager.storage.read_bytes(path)
-        except (FileNotFoundError, NotFoundError, ValueError):
-            continue
-        record = Dataset.from_json(raw, where=f"record {manager.storage.url_of(path)}")
-        rest = "/".join(parts[n:])
-        if not rest:
-            return record, Reference(name)
-        return record, catalog.resolve_inside(record, rest)
-    target = catalog.resolve(ref)  # raises the error with close matches
-    return catalog.read(target.dataset), target
+    """Resolve ``ref``; the record read while resolving is reused (one GET per candidate)."""
+    target = manager.catalog.resolve(ref)
+    return target.record or manager.catalog.read(target.dataset), target
 
 
 # ============================================================================================
