@@ -465,7 +465,7 @@ def test_resume_against_changed_data_or_settings_fails_loudly(toy, tmp_path):
 
 
 def test_stateful_dataloader_from_torchdata(toy):
-    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    import torchdata.stateful_dataloader as stateful  # in the test extra: a failure, never a skip
     kwargs = {"columns": ["id"], "batch_size": 40, "shuffle": True, "seed": 9,
               "shuffle_buffer": 80}
     for workers in (0, 2):

@@ -681,6 +681,17 @@ def consumed_per_worker_from_batches(
     Raises:
         IntegrityError: ``batches_consumed`` is negative or more than all workers yield.
     """
+    counts, full_rounds, left = _round_robin_position(batches_consumed, per_worker_batches)
+    taken = np.minimum(counts, full_rounds)
+    still_active = np.flatnonzero(counts > full_rounds)
+    taken[still_active[:left]] += 1
+    return taken.tolist()
+
+
+def _round_robin_position(batches_consumed: int,
+                          per_worker_batches: Sequence[int]) -> tuple[np.ndarray, int, int]:
+    """(per-worker batch counts, complete rounds, batches taken in the partial round) after
+    ``batches_consumed`` batches of PyTorch's round-robin; an error if out of range."""
     counts = np.asarray(per_worker_batches, dtype=np.int64).reshape(-1)
     total = int(counts.sum())
     if not 0 <= batches_consumed <= total:
@@ -688,11 +699,7 @@ def consumed_per_worker_from_batches(
             f"resume state says {batches_consumed} batches were consumed but the epoch has {total}"
         )
     full_rounds = _full_rounds(counts, batches_consumed)
-    taken = np.minimum(counts, full_rounds)
-    left = batches_consumed - int(taken.sum())
-    still_active = np.flatnonzero(counts > full_rounds)
-    taken[still_active[:left]] += 1
-    return taken.tolist()
+    return counts, full_rounds, batches_consumed - int(np.minimum(counts, full_rounds).sum())
 
 
 def _full_rounds(counts: np.ndarray, batches: int) -> int:
@@ -775,14 +782,7 @@ def pieces_of_workers(num_workers: int, num_pieces: int, rotation: int = 0) -> l
 def next_worker_after_batches(batches_consumed: int, per_worker_batches: Sequence[int]) -> int:
     """Where PyTorch's round-robin stands after ``batches_consumed`` batches: the worker to ask
     next, counting exhausted workers as skipped (0 at the start of a round)."""
-    counts = np.asarray(per_worker_batches, dtype=np.int64).reshape(-1)
-    total = int(counts.sum())
-    if not 0 <= batches_consumed <= total:
-        raise IntegrityError(
-            f"resume state says {batches_consumed} batches were consumed but the epoch has {total}"
-        )
-    full_rounds = _full_rounds(counts, batches_consumed)
-    left = batches_consumed - int(np.minimum(counts, full_rounds).sum())
+    counts, full_rounds, left = _round_robin_position(batches_consumed, per_worker_batches)
     if left == 0:
         return 0
     active = np.flatnonzero(counts > full_rounds)
