@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pygestor.backends.storage import Storage
 from pygestor.errors import (
@@ -23,11 +23,15 @@ from pygestor.errors import (
     IntegrityError,
     InvalidNameError,
     NotFoundError,
+    short_text,
 )
-from pygestor.names import check_dataset_name, check_reference
+from pygestor.names import check_dataset_name, check_reference, check_subset_name
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "metadata.json"
+#: records larger than this are refused before they are parsed (a 100 000-partition record is
+#: about 40 MB)
+MAX_RECORD_BYTES = 512 << 20
 T = TypeVar("T")
 
 
@@ -68,9 +72,15 @@ class Partition:
         source: what the pipeline needs to fetch it (URL, format, slice...).
         source_bytes, source_rows: expected size of the source slice, when known.
     Stored state (filled when downloaded; ``checksum`` set means downloaded):
-        size, num_rows, row_groups (rows per row group), checksum (``sha256:<hex>``),
-        footer ([offset, length] of the parquet footer), downloaded_at.
+        size, num_rows, row_groups (rows per row group), checksum (``sha256:<hex>`` of the
+        file), footer ([offset, length] of the parquet footer), footer_checksum (``sha256`` of
+        those bytes: every reader checks the footer it parses against it), etag (the object
+        store's entity tag of the placed object, when the store gives one), downloaded_at.
     """
+
+    #: the fields that describe the stored file (copied together, cleared together)
+    STORED: ClassVar[tuple[str, ...]] = ("size", "num_rows", "row_groups", "checksum", "footer",
+                                         "footer_checksum", "etag", "downloaded_at")
 
     name: str
     source: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +91,8 @@ class Partition:
     row_groups: list[int] | None = None
     checksum: str | None = None
     footer: list[int] | None = None
+    footer_checksum: str | None = None
+    etag: str | None = None
     downloaded_at: str | None = None
 
     @property
@@ -88,8 +100,13 @@ class Partition:
         return self.checksum is not None
 
     def mark_removed(self) -> None:
-        self.size = self.num_rows = self.row_groups = self.checksum = None
-        self.footer = self.downloaded_at = None
+        for key in self.STORED:
+            setattr(self, key, None)
+
+    def copy_stored(self, other: Partition) -> None:
+        """Take ``other``'s stored state (the file it describes is this partition's)."""
+        for key in self.STORED:
+            setattr(self, key, getattr(other, key))
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if v is not None and v != {}}
@@ -211,6 +228,8 @@ class Dataset:
     updated_at: str = field(default_factory=now)
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    #: this registration's identity (a new one at every ``add``; empty in older records)
+    uid: str = ""
 
     def subset(self, name: str) -> Subset:
         try:
@@ -231,7 +250,7 @@ class Dataset:
             "pipeline": self.pipeline, "options": self.options, "revision": self.revision,
             "description": self.description, "modality": self.modality,
             "license": self.license, "created_at": self.created_at,
-            "updated_at": self.updated_at, "extra": self.extra,
+            "updated_at": self.updated_at, "extra": self.extra, "uid": self.uid,
             "subsets": [s.to_dict() for s in self.subsets.values()],
         }
 
@@ -242,14 +261,25 @@ class Dataset:
             raise IntegrityError(f"record of {data.get('name')!r} has schema version "
                                  f"{version!r}; this Pygestor reads up to {SCHEMA_VERSION}: "
                                  "upgrade pygestor")
-        subsets = [Subset.from_dict(s) for s in data.get("subsets", [])]
-        return cls(name=data["name"], url=data.get("url"), pipeline=data.get("pipeline", "files"),
+        name = data.get("name")
+        if not isinstance(name, str):
+            raise IntegrityError(f"record names no dataset (name={name!r})")
+        check_dataset_name(name)
+        raw_subsets = data.get("subsets", [])
+        if not isinstance(raw_subsets, list) or not all(
+                isinstance(s, dict) and isinstance(s.get("partitions", []), list)
+                for s in raw_subsets):
+            raise IntegrityError(f"record of {name!r} has a malformed subset list")
+        subsets = [Subset.from_dict(s) for s in raw_subsets]
+        for subset in subsets:
+            check_subset_name(subset.name)
+        return cls(name=name, url=data.get("url"), pipeline=data.get("pipeline", "files"),
                    options=data.get("options", {}), subsets={s.name: s for s in subsets},
                    revision=data.get("revision"), description=data.get("description", ""),
                    modality=data.get("modality", ""), license=data.get("license", ""),
                    created_at=data.get("created_at", now()),
                    updated_at=data.get("updated_at", now()), extra=data.get("extra", {}),
-                   schema_version=version)
+                   schema_version=version, uid=str(data.get("uid") or ""))
 
     def to_json(self) -> bytes:
         return dumps_json(self.to_dict())
@@ -263,7 +293,15 @@ class Dataset:
                                  "dataset and add it again") from None
         if not isinstance(data, dict) or "name" not in data:
             raise IntegrityError(f"{where} is not a Pygestor dataset record")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except InvalidNameError as exc:
+            raise IntegrityError(f"{where} holds an invalid name ({exc}); it was damaged or "
+                                 "tampered with: restore it, or run 'pygestor verify NAME "
+                                 "--repair' to rebuild it from its partition files") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise IntegrityError(f"{where} is malformed ({type(exc).__name__}: {exc}); restore it "
+                                 "or run 'pygestor verify NAME --repair'") from None
 
 
 @dataclass(frozen=True)
@@ -290,16 +328,56 @@ class Catalog:
         return self.storage.path(check_dataset_name(name), RECORD_NAME)
 
     # ------------------------------------------------------------------ listing
+    def _listing(self) -> dict[str, int]:
+        """Every record in the root: dataset name -> record size (one listing per depth)."""
+        root = self.storage.root.rstrip("/")
+        found: dict[str, int] = {}
+        for pattern in (f"{root}/*/{RECORD_NAME}", f"{root}/*/*/{RECORD_NAME}"):
+            for path, detail in self.storage.glob_detail(pattern).items():
+                rel = path[len(root):].strip("/") if path.startswith(root) else path
+                found[rel[: -len(RECORD_NAME) - 1]] = int(detail.get("size") or 0)
+        return dict(sorted(found.items()))
+
     def names(self) -> list[str]:
         """Names of every registered dataset (one- and two-part names)."""
-        root = self.storage.root.rstrip("/")
-        found = self.storage.glob(f"{root}/*/{RECORD_NAME}")
-        found += self.storage.glob(f"{root}/*/*/{RECORD_NAME}")
-        names = []
-        for path in found:
-            rel = path[len(root):].strip("/") if path.startswith(root) else path
-            names.append(rel[: -len(RECORD_NAME) - 1])
-        return sorted(set(names))
+        return list(self._listing())
+
+    def scan(self) -> tuple[list[Dataset], dict[str, str]]:
+        """Every record that can be read, and the names of those that cannot, with the reason.
+
+        One damaged record (truncated, tampered, too large, from a newer Pygestor) never hides
+        the others.
+        """
+        listing = self._listing()
+        damaged: dict[str, str] = {}
+        wanted: dict[str, str] = {}
+        for name, size in listing.items():
+            try:
+                check_dataset_name(name)
+            except InvalidNameError as exc:
+                damaged[name] = str(exc)
+                continue
+            if size > MAX_RECORD_BYTES:
+                damaged[name] = _too_large(size)
+                continue
+            wanted[name] = self.record_path(name)
+        raw = self.storage.read_many(list(wanted.values()))
+        records = []
+        for name, path in wanted.items():
+            value = raw.get(path)
+            if value is None:
+                # some filesystems key results by their own spelling of the path
+                value = next((v for k, v in raw.items() if k.endswith(path.lstrip("/"))), None)
+            if isinstance(value, FileNotFoundError) or value is None:
+                continue  # deleted while listing
+            if isinstance(value, Exception):
+                damaged[name] = f"cannot be read: {short_text(value)}"
+                continue
+            try:
+                records.append(self._parse(name, value, path))
+            except IntegrityError as exc:
+                damaged[name] = str(exc)
+        return records, damaged
 
     def exists(self, name: str) -> bool:
         return self.storage.exists(self.record_path(name))
@@ -310,22 +388,18 @@ class Catalog:
             raise NotFoundError(self._unknown_dataset(name))
         return record
 
-    def read_many(self, names: list[str]) -> list[Dataset]:
-        paths = [self.record_path(n) for n in names]
-        raw = self.storage.read_many(paths)
-        records = []
-        for name, path in zip(names, paths, strict=True):
-            value = raw.get(path)
-            if value is None:
-                # some filesystems key results by their own spelling of the path
-                value = next((v for k, v in raw.items() if k.endswith(path.lstrip("/"))), None)
-            if isinstance(value, bytes):
-                records.append(Dataset.from_json(value, where=f"record of {name!r}"))
-            elif isinstance(value, FileNotFoundError) or value is None:
-                continue  # deleted while listing
-            else:
-                raise value
-        return records
+    def _parse(self, name: str, raw: bytes, path: str) -> Dataset:
+        """A record read from ``path``, checked like user input: size, JSON, names, and the name
+        it gives itself must be the folder it was found in."""
+        where = f"record {self.storage.url_of(path)}"
+        if len(raw) > MAX_RECORD_BYTES:
+            raise IntegrityError(f"{where} is {_too_large(len(raw))}")
+        record = Dataset.from_json(raw, where=where)
+        if record.name != name:
+            raise IntegrityError(f"{where} says it is dataset {record.name!r}, but it lies in the "
+                                 f"folder of {name!r}; it was moved or tampered with: restore "
+                                 f"it, or delete it with 'pygestor delete {name}'")
+        return record
 
     # ------------------------------------------------------------------ writing
     def write(self, dataset: Dataset) -> None:
@@ -397,10 +471,10 @@ class Catalog:
     def _read_if_exists(self, name: str) -> Dataset | None:
         path = self.record_path(name)
         try:
-            raw = self.storage.read_bytes(path)
+            raw = self.storage.read_bytes(path, limit=MAX_RECORD_BYTES)
         except FileNotFoundError:
             return None
-        return Dataset.from_json(raw, where=f"record {self.storage.url_of(path)}")
+        return self._parse(name, raw, path)
 
     def resolve_inside(self, dataset: Dataset, rest: str) -> Reference:
         """Resolve ``subset[/partition]`` inside an already-read record (no storage access)."""
@@ -426,6 +500,11 @@ class Catalog:
         except Exception:  # noqa: BLE001 - the message is still useful without suggestions
             names = []
         return _missing("dataset", name, names, "the catalog")
+
+
+def _too_large(size: int) -> str:
+    return (f"{size} bytes, above the {MAX_RECORD_BYTES}-byte limit for a record; it is not "
+            "read (restore it, or delete the dataset)")
 
 
 def _missing(kind: str, name: str, candidates: list[str], where: str) -> str:

@@ -7,6 +7,8 @@ and is reported the same way, without a traceback unless ``PYGESTOR_DEBUG=1``.
 
 from __future__ import annotations
 
+import re as _re
+
 
 class PygestorError(Exception):
     """Base class: a problem with the input, the configuration, the data or the storage."""
@@ -59,3 +61,43 @@ class NotDownloadedError(PygestorError):
 
 class CancelledError(PygestorError):
     """An operation was cancelled by the user."""
+
+
+class PolicyError(PygestorError):
+    """A source is outside what the settings allow (scheme, local root, private address)."""
+
+    exit_code = 2
+
+
+class PartialDataWarning(UserWarning):
+    """Only some of the partitions a reference covers are downloaded; the read covers those."""
+
+
+# ---------------------------------------------------------------------- message text
+#: pieces of library messages that quote the data being read (a row, a value)
+_QUOTED_CONTENT = (
+    (_re.compile(r"(Expected \d+ columns?, got \d+)\s*:.*$"), r"\1"),
+    (_re.compile(r"(invalid value|value|string|token)\s+(['\"`]).*?\2", _re.I), r"\1"),
+    (_re.compile(r"(in row \d+)\s*:.*$"), r"\1"),
+    (_re.compile(r"(Straddling object straddles two block boundaries).*$"), r"\1"),
+)
+_URL_CREDENTIALS = _re.compile(r"(?<=://)[^/@\s]+@")
+_URL_QUERY = _re.compile(r"(\w+://[^\s?#'\"]+)\?[^\s'\"]*")
+
+
+def short_text(exc: BaseException | str, limit: int = 300) -> str:
+    """One line for a message: the first line of ``exc``, with no data content and no secret.
+
+    Library errors quote what they failed on (a CSV row, a value, a request URL with its query
+    string); messages built from them drop the quoted row or value, user names and passwords in
+    URLs, and query strings (presigned signatures, tokens), then keep ``limit`` characters.
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if not line:
+        return type(exc).__name__ if isinstance(exc, BaseException) else ""
+    for pattern, replacement in _QUOTED_CONTENT:
+        line = pattern.sub(replacement, line)
+    line = _URL_CREDENTIALS.sub("***@", line)
+    line = _URL_QUERY.sub(r"\1?***", line)
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -177,9 +177,12 @@ class Manager:
         return self.catalog.read(name)
 
     def list_datasets(self) -> list[dict[str, Any]]:
-        """One summary per registered dataset."""
-        names = self.catalog.names()
-        return [summarize_dataset(d) for d in self.catalog.read_many(names)]
+        """One summary per registered dataset; a damaged record is listed with the reason
+        (``damaged``) instead of hiding the others."""
+        records, damaged = self.catalog.scan()
+        rows = [summarize_dataset(d) for d in records]
+        rows += [{"name": name, "damaged": reason} for name, reason in damaged.items()]
+        return sorted(rows, key=lambda row: row["name"])
 
     def info(self, ref: str) -> dict[str, Any]:
         """Details of a dataset, a subset or a partition."""

@@ -42,7 +42,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pygestor.backends.retry import TransientError, call_with_retries, is_transient
-from pygestor.errors import StorageError
+from pygestor.errors import StorageError, short_text
 
 log = logging.getLogger("pygestor.storage")
 
@@ -194,8 +194,24 @@ class Storage:
     def info(self, path: str) -> dict[str, Any]:
         return self._guard("stat", path, lambda: self.fs.info(path))
 
-    def read_bytes(self, path: str) -> bytes:
-        return self._guard("read", path, lambda: self.fs.cat_file(path))
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes:
+        """The bytes of ``path``; with ``limit``, a file larger than ``limit`` bytes is refused
+        (IntegrityError) without reading more than ``limit + 1`` of them."""
+        from pygestor.errors import IntegrityError
+
+        if limit is None:
+            return self._guard("read", path, lambda: self.fs.cat_file(path))
+        if self.is_local:
+            size = os.stat(path).st_size
+            if size > limit:
+                raise IntegrityError(f"{path} is {size} bytes, above the {limit}-byte limit; "
+                                     "it is not read")
+            return self._guard("read", path, lambda: self.fs.cat_file(path))
+        data = self._guard("read", path, lambda: self.fs.cat_file(path, start=0, end=limit + 1))
+        if len(data) > limit:
+            raise IntegrityError(f"{self.url_of(path)} is larger than the {limit}-byte limit; "
+                                 "it is not read")
+        return data
 
     def read_many(self, paths: list[str]) -> dict[str, bytes | Exception]:
         """Read several small files, concurrently where the filesystem can."""
@@ -212,6 +228,15 @@ class Storage:
 
     def glob(self, pattern: str) -> list[str]:
         return self._guard("list", pattern, lambda: sorted(self.fs.glob(pattern)))
+
+    def glob_detail(self, pattern: str) -> dict[str, dict[str, Any]]:
+        """Paths matching ``pattern`` with their details (size, type...), fresh."""
+        def run() -> dict[str, dict[str, Any]]:
+            with contextlib.suppress(Exception):
+                self.fs.invalidate_cache()
+            found = self.fs.glob(pattern, detail=True)
+            return {p: d for p, d in found.items() if d.get("type") != "directory"}
+        return self._guard("list", pattern, run)
 
     def ls(self, path: str, detail: bool = False) -> list[Any]:
         """The entries of a folder, fresh (never from a listing cache: other processes write)."""
@@ -376,12 +401,12 @@ class Storage:
             raise
         except PermissionError as exc:
             raise StorageError(f"permission denied to {action} {self.url_of(path)}: "
-                               f"{_short(exc)}; check the credentials and storage_options"
+                               f"{short_text(exc)}; check the credentials and storage_options"
                                ) from None
         except OSError as exc:
             if _looks_like_auth(exc):
                 raise StorageError(f"access denied to {action} {self.url_of(path)}: "
-                                   f"{_short(exc)}; check the credentials") from None
+                                   f"{short_text(exc)}; check the credentials") from None
             raise
 
 
@@ -536,10 +561,6 @@ def _fsync_dir(folder: str) -> None:
     with contextlib.suppress(OSError):
         _fsync_path(folder)
 
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:300]
 
 
 def _looks_like_auth(exc: BaseException) -> bool:

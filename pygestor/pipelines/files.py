@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from pygestor.catalog import Dataset, Partition, Subset
 from pygestor.config import SECRET_KEY_PATTERN
-from pygestor.errors import SourceError
+from pygestor.errors import SourceError, short_text
 from pygestor.pipelines import formats
 from pygestor.pipelines.base import Pipeline, Progress
 
@@ -42,14 +42,23 @@ def source_filesystem(url: str, options: dict[str, Any],
 class FilesPipeline(Pipeline):
     """Parquet, CSV and JSON Lines files (gzip, bz2, xz) from any fsspec URL.
 
-    Options:
-        source_options: fsspec options for the source (non-secret ones are stored; credentials
-            come from the environment at download time).
-        delimiter, header: CSV parsing; column_types: {column: arrow type name} overrides.
+    Options: see ``OPTIONS``.
     """
 
     name: ClassVar[str] = "files"
     description: ClassVar[str] = "parquet / CSV / JSON Lines files from a folder, glob or URL"
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "source_options": "fsspec options for the source (credentials are never stored: they "
+                          "come from the environment at download time)",
+        "delimiter": "CSV field delimiter (default ',' or tab for .tsv)",
+        "header": "false when CSV files have no header line",
+        "encoding": "text encoding of CSV files (default utf-8)",
+        "column_types": "{column: arrow type name} overrides of inferred types",
+        "schema": "'strict' (default: every file of a subset has the same columns) or 'union' "
+                  "(missing columns become nulls, types widened where lossless)",
+        "partition_size": "target bytes of source data per partition",
+        "infer_bytes": "bytes of the first text file read to infer column types",
+    }
 
     @classmethod
     def accepts(cls, url: str) -> bool:
@@ -98,7 +107,7 @@ class FilesPipeline(Pipeline):
             raise SourceError(f"permission denied listing {url}: {exc}; check the "
                               "credentials") from None
         except OSError as exc:
-            raise SourceError(f"cannot list {url}: {_short(exc)}; check the URL and that the "
+            raise SourceError(f"cannot list {url}: {short_text(exc)}; check the URL and that the "
                               "host is reachable") from None
         files = sorted((p, int(d.get("size") or 0)) for p, d in entries.items()
                        if formats.source_format(p) is not None)
@@ -213,9 +222,3 @@ def _storable_options(options: dict[str, Any]) -> dict[str, Any]:
             value = {k: v for k, v in value.items() if not SECRET_KEY_PATTERN.search(str(k))}
         stored[key] = value
     return stored
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from pygestor.errors import SourceError
+from pygestor.errors import SourceError, short_text
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -29,6 +30,8 @@ COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
 INFER_BYTES = 1 << 20
 #: write a row group once this many bytes are buffered, even before row_group_size rows
 ROW_GROUP_MAX_BYTES = 64 << 20
+#: the footer key-value entry that holds a partition file's provenance
+PROVENANCE_KEY = "pygestor"
 
 
 def source_format(path: str) -> tuple[str, str | None] | None:
@@ -160,7 +163,7 @@ def infer_text_schema(fs: Any, path: str, fmt: str, compression: str | None,
         else:
             table = pajson.read_json(io.BytesIO(head))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise SourceError(f"{path}: cannot parse as {fmt.upper()}: {_first_line(exc)}") from None
+        raise SourceError(f"{path}: cannot parse as {fmt.upper()}: {short_text(exc)}") from None
     schema = _widen(table.schema)
     overrides = options.get("column_types") or {}
     for column, type_name in overrides.items():
@@ -214,7 +217,7 @@ def iter_text_batches(fs: Any, path: str, fmt: str, compression: str | None, sta
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         if "Empty CSV file" in str(exc) or "Empty JSON" in str(exc):
             return
-        raise SourceError(f"{path}: bytes {start}-{stop or 'end'}: {_first_line(exc)}; the schema "
+        raise SourceError(f"{path}: bytes {start}-{stop or 'end'}: {short_text(exc)}; the schema "
                           "was inferred from the file's first MB: fix the file, or pass "
                           "column_types={...} when adding the dataset") from None
     finally:
@@ -229,7 +232,7 @@ def open_parquet(fs: Any, path: str) -> pq.ParquetFile:
     except (pa.ArrowInvalid, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise SourceError(f"{path}: not a readable parquet file: {_first_line(exc)}") from None
+        raise SourceError(f"{path}: not a readable parquet file: {short_text(exc)}") from None
 
 
 def iter_parquet_rows(fs: Any, path: str, start: int, stop: int,
@@ -256,7 +259,7 @@ def iter_parquet_rows(fs: Any, path: str, start: int, stop: int,
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
-        raise SourceError(f"{path}: cannot read rows {start}-{stop}: {_first_line(exc)}") from None
+        raise SourceError(f"{path}: cannot read rows {start}-{stop}: {short_text(exc)}") from None
 
 
 def plan_parquet_slices(metadata: pq.FileMetaData,
@@ -300,14 +303,22 @@ class WrittenPartition:
 
 
 class PartitionWriter:
-    """Writes record batches to a local parquet file in row groups of bounded rows and bytes."""
+    """Writes record batches to a local parquet file in row groups of bounded rows and bytes.
+
+    Columns are matched to ``schema`` by name (never by position); with ``fill_missing`` a
+    column the batch lacks becomes nulls (``schema="union"``). Pages carry CRC checksums, and
+    ``provenance`` is stored in the footer's key-value metadata under ``pygestor``.
+    """
 
     def __init__(self, dest: str, schema: pa.Schema | None, row_group_size: int,
-                 compression: str) -> None:
+                 compression: str, *, provenance: dict[str, Any] | None = None,
+                 fill_missing: bool = False) -> None:
         self.dest = dest
         self.schema = schema
         self.row_group_size = row_group_size
         self.compression = compression
+        self.provenance = provenance
+        self.fill_missing = fill_missing
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.RecordBatch] = []
         self._buffered_rows = 0
@@ -317,13 +328,7 @@ class PartitionWriter:
         if self.schema is None:
             self.schema = batch.schema
         elif batch.schema != self.schema:
-            try:
-                batch = pa.RecordBatch.from_arrays(
-                    [batch.column(i).cast(f.type) for i, f in enumerate(self.schema)],
-                    schema=self.schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, IndexError) as exc:
-                raise SourceError(f"a batch does not match the partition schema: "
-                                  f"{_first_line(exc)}") from None
+            batch = conform(batch, self.schema, fill_missing=self.fill_missing)
         self._buffer.append(batch)
         self._buffered_rows += batch.num_rows
         self._buffered_bytes += batch.nbytes
@@ -359,6 +364,9 @@ class PartitionWriter:
                 raise SourceError(f"no rows and no schema for {self.dest}")
             self._open()
         assert self._writer is not None
+        if self.provenance is not None:
+            self._writer.add_key_value_metadata(
+                {PROVENANCE_KEY: json.dumps(self.provenance, sort_keys=True, default=str)})
         self._writer.close()
         metadata = pq.read_metadata(self.dest)
         return WrittenPartition(
@@ -374,6 +382,49 @@ class PartitionWriter:
                 pass
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+def read_provenance(metadata: pq.FileMetaData) -> dict[str, Any] | None:
+    """The provenance a partition file carries in its footer, or None (not written by
+    Pygestor, or unreadable)."""
+    raw = (metadata.metadata or {}).get(PROVENANCE_KEY.encode())
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema, *,
+            fill_missing: bool = False) -> pa.RecordBatch:
+    """``batch`` with the columns of ``schema``, matched by name and cast to its types.
+
+    A cast that would lose information (an overflow, a value that does not parse) is an error,
+    and so is a column ``schema`` lacks; a column the batch lacks is an error unless
+    ``fill_missing`` (then nulls).
+    """
+    extra = [name for name in batch.schema.names if schema.get_field_index(name) < 0]
+    missing = [f.name for f in schema if batch.schema.get_field_index(f.name) < 0]
+    if extra or (missing and not fill_missing):
+        parts = []
+        if missing:
+            parts.append(f"lacks {', '.join(map(repr, missing[:10]))}")
+        if extra:
+            parts.append(f"has {', '.join(map(repr, extra[:10]))} in addition")
+        raise SourceError(f"rows do not match the subset's columns: the data {' and '.join(parts)}"
+                          "; add the files as separate subsets, or register the dataset with "
+                          "schema='union'")
+    arrays = []
+    for field in schema:
+        if field.name in missing:
+            arrays.append(pa.nulls(batch.num_rows, field.type))
+            continue
+        column = batch.column(field.name)
+        if column.type != field.type:
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SourceError(f"column {field.name!r} cannot be stored as {field.type}: "
+                                  f"{short_text(exc)}") from None
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
