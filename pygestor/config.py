@@ -27,6 +27,7 @@ from pygestor.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("confs") / "system.toml"
 
+PARTIAL_READS = ("warn", "error", "allow")
 #: Keys whose values are never shown (``pygestor config``, the UI, errors, logs).
 SECRET_KEY_PATTERN = re.compile(r"(secret|token|password|passwd|key|credential|auth)", re.I)
 REDACTED = "***"
@@ -68,6 +69,15 @@ class Settings:
         retries: attempts for a transient network error (1 = no retry).
         retry_backoff: first back-off delay in seconds (doubles, with jitter).
         timeout: seconds before a network operation is abandoned.
+    Sources (what ``add`` and ``download`` may read; a record is checked again at download):
+        source_schemes: URL schemes allowed (empty: any installed fsspec protocol).
+        source_roots: local folders sources may come from (empty: anywhere for the command
+            line and the Python API; nowhere for the web UI).
+        allowed_hosts: hosts, addresses or CIDR ranges http(s) sources may use although they
+            are loopback, link-local or private (refused otherwise).
+    Reading:
+        partial_reads: reading a reference of which only some partitions are downloaded:
+            ``warn`` (once, how many of how many), ``error``, or ``allow``.
     Cache (streaming from object stores):
         cache_dir: local folder for cached partitions; empty = no cache.
         cache_max_bytes: the cache's byte limit (least recently used evicted first).
@@ -85,6 +95,10 @@ class Settings:
     retries: int = 5
     retry_backoff: float = 0.5
     timeout: float = 60.0
+    source_schemes: list[str] = field(default_factory=list)
+    source_roots: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    partial_reads: str = "warn"
     cache_dir: str = ""
     cache_max_bytes: int = 10 * 10**9
     ui_host: str = "127.0.0.1"
@@ -138,6 +152,9 @@ class Settings:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.timeout <= 0 or self.retry_backoff < 0:
             raise ConfigError("timeout must be > 0 and retry_backoff >= 0")
+        if self.partial_reads not in PARTIAL_READS:
+            raise ConfigError(f"partial_reads must be one of {', '.join(PARTIAL_READS)}, got "
+                              f"{self.partial_reads!r}")
 
     # ------------------------------------------------------------------ views
     def redacted(self) -> dict[str, Any]:
@@ -205,7 +222,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 #: TOML tables and the prefix their keys take in :class:`Settings`.
-_TABLES = {"storage": "", "partitions": "", "download": "", "cache": "cache_", "ui": "ui_"}
+_TABLES = {"storage": "", "partitions": "", "download": "", "cache": "cache_", "ui": "ui_",
+           "sources": "source_", "reading": ""}
 
 
 def _flatten(raw: dict[str, Any], where: str) -> dict[str, Any]:
@@ -213,8 +231,9 @@ def _flatten(raw: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in raw.items():
         if key in _TABLES and isinstance(value, dict) and key != "storage_options":
             prefix = _TABLES[key]
+            known = {f.name for f in fields(Settings)}
             for sub, subvalue in value.items():
-                name = sub if sub.startswith(prefix) else prefix + sub
+                name = sub if sub.startswith(prefix) or sub in known else prefix + sub
                 if sub == "options" and key == "storage":
                     name = "storage_options"
                 values[name] = subvalue
@@ -256,6 +275,14 @@ def _coerce(key: str, value: Any) -> Any:
             return dict(value)
         if key == "sources":
             return tuple(value)
+        if kind == "list[str]":
+            if isinstance(value, str):
+                value = json.loads(value) if value.strip().startswith("[") else \
+                    [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)) or \
+                    not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return list(value)
         if kind == "int":
             if isinstance(value, bool):
                 raise ValueError

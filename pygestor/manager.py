@@ -1,47 +1,63 @@
 """Operations: add, download, remove, delete, verify, and the read-only views of the catalog.
 
 The use-cases shared by the Python API, the CLI and the web UI. This layer owns the order of
-steps that keeps storage and catalog consistent through crashes:
+steps that keeps storage and catalog consistent through crashes, and the rules of trust
+(:mod:`pygestor.integrity`, :mod:`pygestor.policy`):
 
-- download: the partition file is built locally, placed atomically, *then* recorded; a crash in
-  between leaves a complete file that the next run adopts (checks and records) instead of
-  fetching again.
+- add: the source URL passes the source policy (no credentials, allowed scheme, root and host);
+  credentials in options are dropped from the record; a dataset's folders never overlap another
+  dataset's (``q/y`` and a subset ``y/...`` of ``q`` cannot both exist).
+- download: every source URL a record names is checked against the policy again (a record is
+  untrusted input). A partition file is built locally, placed atomically, *then* recorded; a
+  crash in between leaves a complete file that the next run adopts only if its footer proves it
+  is this partition's and it reads back whole with every checksum right. A recorded file is
+  skipped only if it is still the recorded one (:func:`~pygestor.integrity.present`). Anything
+  that is not provably ours is moved aside, never deleted.
 - remove: the record is updated first, *then* the file is deleted; the catalog never says
-  "downloaded" for a missing file.
-- delete: partitions are marked removed, data deleted, then the record.
+  "downloaded" for a missing file. Nothing outside ``data_dir`` is deleted, symlinks included.
+- delete: partitions are marked removed, their files deleted, then the record.
+- verify: checks outside the lock, decisions under it from a fresh read of the record.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from pygestor.backends.retry import call_with_retries
+from pygestor import integrity
+from pygestor.backends.retry import TransientError, call_with_retries
 from pygestor.backends.storage import Storage, temp_name
-from pygestor.catalog import Catalog, Dataset, Partition, Reference, Subset, now
+from pygestor.catalog import RECORD_NAME, Catalog, Dataset, Partition, Reference, Subset, now
 from pygestor.config import Settings
 from pygestor.errors import (
+    AlreadyExistsError,
     CancelledError,
     ConfigError,
     IntegrityError,
     InvalidNameError,
     NotDownloadedError,
+    NotFoundError,
     PygestorError,
     SourceError,
+    StorageError,
 )
 from pygestor.names import check_dataset_name, check_partition_name, check_subset_name
 from pygestor.pipelines import get_pipeline, pipeline_for_url
-from pygestor.pipelines.base import Pipeline
+from pygestor.pipelines.base import COMMON_OPTIONS, Pipeline
+from pygestor.policy import SourcePolicy, drop_secrets
 
 log = logging.getLogger("pygestor")
+#: where files that are not provably a partition's are moved, inside the dataset's folder
+SET_ASIDE = "_pygestor/set-aside"
 
 
 @dataclass
@@ -59,12 +75,17 @@ class ProgressEvent:
 
 @dataclass
 class DownloadReport:
-    """What a download did."""
+    """What a download did.
+
+    ``set_aside``: files found where a partition belongs that were not provably it (damaged,
+    from another source, foreign), moved to ``<dataset>/_pygestor/set-aside/``: key -> why.
+    """
 
     fetched: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    set_aside: dict[str, str] = field(default_factory=dict)
     bytes_written: int = 0
     seconds: float = 0.0
 
@@ -73,9 +94,21 @@ class DownloadReport:
                 f"{_size(self.bytes_written)} in {self.seconds:.1f}s")
         if self.adopted:
             text += f", adopted {len(self.adopted)} complete files"
+        if self.set_aside:
+            text += (f", set aside {len(self.set_aside)} files that were not provably this "
+                     f"dataset's (in {SET_ASIDE}/)")
         if self.failed:
             text += f", {len(self.failed)} failed"
         return text
+
+    def merge(self, other: DownloadReport) -> None:
+        self.fetched += other.fetched
+        self.skipped += other.skipped
+        self.adopted += other.adopted
+        self.failed.update(other.failed)
+        self.set_aside.update(other.set_aside)
+        self.bytes_written += other.bytes_written
+        self.seconds += other.seconds
 
 
 @dataclass
@@ -94,6 +127,18 @@ class VerifyReport:
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
+@dataclass
+class _Finding:
+    """One partition's state as ``verify`` saw it, to re-check under the lock before acting."""
+
+    subset: str
+    part: str
+    problem: str
+    checksum: str | None  # the record's checksum when checked
+    stat: tuple[int, float] | None  # the file's (size, mtime) when checked
+    found: Partition | None = None  # an unrecorded file that is provably this partition
+
+
 class Manager:
     """The operations on one storage root.
 
@@ -107,43 +152,90 @@ class Manager:
         self.catalog = Catalog(self.storage)
 
     # ================================================================== registering
-    def add_dataset(self, name: str, url: str | None = None, pipeline: str = "auto",
-                    **options: Any) -> Dataset:
-        """Register a dataset: discover its subsets and partitions; nothing is downloaded."""
+    def add_dataset(self, name: str, url: str | None = None, pipeline: str = "auto", *,
+                    face: str = "cli", **options: Any) -> Dataset:
+        """Register a dataset: discover its subsets and partitions; nothing is downloaded.
+
+        ``face``: ``cli`` (the command line and the Python API) or ``ui`` (the web UI, whose
+        source policy is closed to local paths outside the configured roots).
+        """
         check_dataset_name(name)
+        url = url.strip() if isinstance(url, str) else url
+        common = {k: options.pop(k) for k in list(options) if k in COMMON_OPTIONS}
+        policy = SourcePolicy.for_settings(self.settings, face)
+        if url:
+            policy.check(url, options)
         if pipeline == "auto":
-            if url is None:
+            if not url:
                 raise ConfigError("pipeline='auto' needs a URL to choose a pipeline from")
             pipeline = pipeline_for_url(url)
         pipeline_obj = self.pipeline(pipeline)
+        pipeline_obj.check_url(url)
+        pipeline_obj.check_options(options)
         if self.catalog.exists(name):
             raise_exists(name)
-        self._check_no_nesting(name)
-        description = options.pop("description", None)
-        modality = options.pop("modality", None)
+        self._check_nesting(name)
         dataset = pipeline_obj.discover(name, url, options)
         dataset.pipeline = pipeline
+        dataset.uid = uuid.uuid4().hex
         for subset in dataset.subsets.values():
             check_subset_name(subset.name)
             for part in subset.partitions:
                 check_partition_name(part.name)
-        if description:
-            dataset.description = description
-        if modality:
-            dataset.modality = modality
+        self._check_nesting(name, dataset.subsets)
+        dataset.options, dropped = drop_secrets(dataset.options)
+        if dropped:
+            log.warning("not stored in the record of %s (credentials come from the environment "
+                        "when needed): %s", name, ", ".join(dropped))
+        for key in ("description", "modality"):
+            if common.get(key):
+                setattr(dataset, key, str(common[key])[:10000])
         self.catalog.create(dataset)
         log.info("registered %s: %d subsets", name, len(dataset.subsets))
         return dataset
 
-    def _check_no_nesting(self, name: str) -> None:
-        """A dataset's folder may not sit inside another's subset folders, nor hold one."""
-        head = name.split("/")[0]
-        if "/" in name and self.catalog.exists(head):
-            existing = self.catalog.read(head)
-            if any(s == name.split("/", 1)[1] or s.startswith(name.split("/", 1)[1] + "/")
-                   for s in existing.subsets):
-                raise InvalidNameError(f"{name!r} would live inside subset folders of dataset "
-                                       f"{head!r}; choose another name")
+    def _check_nesting(self, name: str, subsets: Iterable[str] = ()) -> None:
+        """A dataset's folders may not overlap another's: ``q/y`` lives where a subset ``y``
+        (or ``y/...``) of ``q`` would, so at most one of them can exist."""
+        if "/" in name:
+            head, tail = name.split("/", 1)
+            if self.catalog.exists(head):
+                existing = self.catalog.read(head)
+                clash = [s for s in existing.subsets if s == tail or s.startswith(tail + "/")]
+                if clash:
+                    raise InvalidNameError(
+                        f"{name!r} would share folders with subset {clash[0]!r} of dataset "
+                        f"{head!r} (both live in {head}/{tail}/); choose another name")
+            return
+        for nested in self.nested_datasets(name):
+            segment = nested.split("/", 1)[1]
+            clash = [s for s in subsets if s == segment or s.startswith(segment + "/")]
+            if clash:
+                raise InvalidNameError(
+                    f"subset {clash[0]!r} of {name!r} would share folders with dataset "
+                    f"{nested!r} (both live in {nested}/); choose another name, or keep only "
+                    "the other subsets")
+
+    def nested_datasets(self, name: str) -> list[str]:
+        """Two-part datasets registered inside the folder of the one-part dataset ``name``."""
+        if "/" in name:
+            return []
+        pattern = self.storage.path(name, "*", RECORD_NAME)
+        return sorted(path[len(self.storage.root.rstrip("/")):].strip("/")
+                      [: -len(RECORD_NAME) - 1] for path in self.storage.glob(pattern))
+
+    def _check_own_folders(self, dataset: Dataset) -> None:
+        """Refuse to touch files of ``dataset`` that lie in another dataset's folders (records
+        made before the overlap was refused, or tampered with)."""
+        for nested in self.nested_datasets(dataset.name):
+            segment = nested.split("/", 1)[1]
+            clash = [s for s in dataset.subsets if s == segment or s.startswith(segment + "/")]
+            if clash:
+                raise IntegrityError(
+                    f"subset {clash[0]!r} of {dataset.name!r} shares the folder of dataset "
+                    f"{nested!r}; their files cannot be told apart. Unregister one of them "
+                    f"with 'pygestor delete NAME --keep-data' and add it again under another "
+                    "name")
 
     def pipeline(self, name: str) -> Pipeline:
         return get_pipeline(name)(self.settings)
@@ -210,7 +302,16 @@ class Manager:
                 for subset, part in self._select(ref)[1]]
 
     def partition_path(self, dataset: str, subset: str, partition: str) -> str:
-        return self.storage.path(dataset, subset, partition)
+        """The file of a partition. Names are checked like user input (a record is untrusted):
+        no path built here leaves the dataset's folder."""
+        try:
+            return self.storage.path(check_dataset_name(dataset), check_subset_name(subset),
+                                     check_partition_name(partition))
+        except InvalidNameError as exc:
+            raise IntegrityError(f"the record of {dataset!r} holds an invalid name ({exc}); it "
+                                 "was damaged or tampered with: nothing was read or changed. "
+                                 f"Run 'pygestor verify {dataset} --repair' to rebuild it from "
+                                 "its partition files") from None
 
     def downloaded_partitions(self, ref: str) -> tuple[Dataset, list[tuple[Subset, Partition]]]:
         """The downloaded partitions a reference covers; an error if it covers none."""
@@ -243,6 +344,8 @@ class Manager:
                 selected.append((subsets[0], subsets[0].partition(part_name)))
         else:
             selected = [(s, p) for s in subsets for p in s.partitions]
+        for subset, part in selected:  # names from the record: untrusted
+            self.partition_path(dataset.name, subset.name, part.name)
         return dataset, selected
 
     # ================================================================== download
@@ -252,62 +355,48 @@ class Manager:
                  max_workers: int | None = None) -> DownloadReport:
         """Fetch the partitions ``ref`` covers (or the named ``partitions`` of one subset).
 
-        Partitions already present and matching their record are skipped unless ``force``.
-        Runs ``max_workers`` fetches at once; each partition is placed atomically and recorded
-        as soon as it is complete, so an interrupted download resumes where it stopped.
+        A partition whose stored file is still the recorded one is skipped unless ``force``
+        (checked by :func:`~pygestor.integrity.present`); a damaged one is fetched again. Runs
+        ``max_workers`` partitions at once; each is placed atomically and recorded as soon as it
+        is complete, so an interrupted download resumes where it stopped.
         """
         started = time.monotonic()
         dataset, selected = self._select(ref, partitions)
+        self._check_own_folders(dataset)
         pipeline = self.pipeline(dataset.pipeline)
+        policy = SourcePolicy.for_settings(self.settings)
         report = DownloadReport()
-        todo: list[tuple[Subset, Partition]] = []
-        stored = self._stored_sizes(dataset.name, {s.name for s, _ in selected})
-        for subset, part in selected:
-            size = stored.get((subset.name, part.name))
-            if part.downloaded and not force and size == part.size:
-                report.skipped.append(f"{subset.name}/{part.name}")
-            else:
-                todo.append((subset, part))
+        stored = self._stored(dataset.name, {s.name for s, _ in selected})
         self._cleanup_temps(dataset, {s.name for s, _ in selected})
-        event = ProgressEvent(total=len(selected), skipped=len(report.skipped),
-                              done=len(report.skipped))
+        event = ProgressEvent(total=len(selected))
         notify, close_bar = self._progress_sink(progress, event, dataset.name)
         recorder = _RecordBatcher(self.catalog, dataset.name,
                                   stored=lambda subsets: self._stored_sizes(dataset.name, subsets))
-        workers = max(1, min(max_workers or self.settings.max_workers, len(todo) or 1))
+        workers = max(1, min(max_workers or self.settings.max_workers, len(selected) or 1))
+
+        def one(subset: Subset, part: Partition) -> tuple[str, int, str | None]:
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("cancelled")
+            job = _PartitionJob(self, pipeline, policy, dataset, subset, part, recorder, cancel)
+            return job.run(stored.get((subset.name, part.name)), force)
+
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pygestor-dl") as pool:
                 futures: dict[Future[Any], str] = {}
-                queue = list(todo)
+                queue = list(selected)
                 while queue or futures:
                     while queue and len(futures) < workers * 2:
                         if cancel is not None and cancel.is_set():
                             queue.clear()
                             break
                         subset, part = queue.pop(0)
-                        key = f"{subset.name}/{part.name}"
-                        adoptable = not force and (subset.name, part.name) in stored
-                        futures[pool.submit(self._fetch_one, pipeline, dataset, subset, part,
-                                            adoptable, recorder, cancel)] = key
+                        futures[pool.submit(one, subset, part)] = f"{subset.name}/{part.name}"
                     if not futures:
                         break
                     finished, _ = wait(futures, return_when=FIRST_COMPLETED)
                     for future in finished:
                         key = futures.pop(future)
-                        try:
-                            outcome, size = future.result()
-                        except CancelledError:
-                            continue
-                        except PygestorError as exc:
-                            report.failed[key] = str(exc)
-                            event.failed += 1
-                        except Exception as exc:  # noqa: BLE001 - reported per partition
-                            report.failed[key] = f"{type(exc).__name__}: {exc}"
-                            event.failed += 1
-                        else:
-                            (report.adopted if outcome == "adopted" else report.fetched).append(key)
-                            report.bytes_written += size
-                            event.bytes_written += size
+                        self._account(future, key, report, event)
                         event.done += 1
                         event.current = key
                         notify(event)
@@ -321,10 +410,36 @@ class Manager:
             raise CancelledError(f"download of {ref!r} cancelled: {report}")
         if report.failed:
             first = next(iter(report.failed.items()))
-            raise SourceError(f"{len(report.failed)} of {len(todo)} partitions of {ref!r} failed "
+            tried = len(selected) - len(report.skipped)
+            raise SourceError(f"{len(report.failed)} of {tried} partitions of {ref!r} failed "
                               f"(the others are saved; run the download again to retry): "
                               f"{first[0]}: {first[1]}")
         return report
+
+    @staticmethod
+    def _account(future: Future[Any], key: str, report: DownloadReport,
+                 event: ProgressEvent) -> None:
+        try:
+            outcome, size, set_aside = future.result()
+        except CancelledError:
+            return
+        except PygestorError as exc:
+            report.failed[key] = str(exc)
+            event.failed += 1
+            return
+        except Exception as exc:  # noqa: BLE001 - reported per partition
+            report.failed[key] = f"{type(exc).__name__}: {exc}"
+            event.failed += 1
+            return
+        if set_aside:
+            report.set_aside[key] = set_aside
+        if outcome == "skipped":
+            report.skipped.append(key)
+            event.skipped += 1
+            return
+        (report.adopted if outcome == "adopted" else report.fetched).append(key)
+        report.bytes_written += size
+        event.bytes_written += size
 
     def download_updates(self, ref: str, max_workers: int | None = None,
                          progress: bool | ProgressCallback = True) -> DownloadReport:
@@ -340,15 +455,16 @@ class Manager:
         target = self.resolve(ref)
         dataset = self.catalog.read(target.dataset)
         pipeline = self.pipeline(dataset.pipeline)
-        if not hasattr(pipeline, "refresh") or not hasattr(pipeline, "merge_update"):
+        if not pipeline.tracks_revisions:
             raise ConfigError(f"the {dataset.pipeline} pipeline of {dataset.name!r} does not "
                               "track upstream revisions; use 'pygestor download --force'")
         latest = pipeline.refresh(dataset)
+        self._check_nesting(dataset.name, latest.subsets)
         had = [s.name for s in dataset.subsets.values() if s.downloaded]
         stale = self.catalog.update(dataset.name,
                                     lambda record: pipeline.merge_update(record, latest))
-        for subset_name, part_name in stale:
-            self.storage.remove(self.partition_path(dataset.name, subset_name, part_name))
+        self._delete_files(dataset.name, [self.partition_path(dataset.name, s, p)
+                                          for s, p in stale])
         if target.subset:
             refs = [str(target)]
         else:
@@ -358,75 +474,34 @@ class Manager:
                 else [dataset.name]
         total = DownloadReport()
         for each in refs:
-            report = self.download(each, progress=progress, max_workers=max_workers)
-            total.fetched += report.fetched
-            total.skipped += report.skipped
-            total.adopted += report.adopted
-            total.bytes_written += report.bytes_written
-            total.seconds += report.seconds
+            total.merge(self.download(each, progress=progress, max_workers=max_workers))
         return total
 
-    def _stored_sizes(self, dataset: str, subsets: Iterable[str]) -> dict[tuple[str, str], int]:
-        """Sizes of the partition files present, one listing per subset (not one per file)."""
-        sizes: dict[tuple[str, str], int] = {}
+    def _stored(self, dataset: str, subsets: Iterable[str]
+                ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The partition files present, with their listing details (size, entity tag): one
+        listing per subset, not one request per file."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         for subset in subsets:
             for entry in self.storage.ls(self.storage.path(dataset, subset), detail=True):
                 if entry.get("type") != "directory":
                     name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-                    sizes[(subset, name)] = int(entry.get("size") or 0)
-        return sizes
+                    found[(subset, name)] = entry
+        return found
 
-    def _fetch_one(self, pipeline: Pipeline, dataset: Dataset, subset: Subset, part: Partition,
-                   adoptable: bool, recorder: _RecordBatcher,
-                   cancel: threading.Event | None) -> tuple[str, int]:
-        if cancel is not None and cancel.is_set():
-            raise CancelledError("cancelled")
-        final = self.partition_path(dataset.name, subset.name, part.name)
-        if adoptable:  # a file is there already: keep it if it is complete and right
-            adopted = self._adopt(final, part)
-            if adopted is not None:
-                recorder.add(subset.name, adopted)
-                return "adopted", 0
-        staging = self.storage.staging_dir(near=os.path.dirname(final)
-                                           if self.storage.is_local else None)
-        local = os.path.join(staging, temp_name(part.name))
-        try:
-            def attempt() -> None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(local)
-                pipeline.fetch(dataset, subset, part, local, lambda n: None)
-            call_with_retries(attempt, attempts=self.settings.retries,
-                              backoff=self.settings.retry_backoff,
-                              what=f"fetching {part.source.get('url') or part.name} for "
-                                   f"{dataset.name}/{subset.name}/{part.name}",
-                              error=SourceError)
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("cancelled")
-            stats = partition_stats(local)
-            call_with_retries(lambda: self.storage.put_file(local, final),
-                              attempts=self.settings.retries, backoff=self.settings.retry_backoff,
-                              what=f"storing {self.storage.url_of(final)}")
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(local)
-        recorder.add(subset.name, Partition(name=part.name, **stats))
-        return "fetched", stats["size"]
+    def _stored_sizes(self, dataset: str, subsets: Iterable[str]) -> dict[tuple[str, str], int]:
+        return {k: int(v.get("size") or 0) for k, v in self._stored(dataset, subsets).items()}
 
-    def _adopt(self, final: str, part: Partition) -> Partition | None:
-        """A complete file left by a run that died before recording it: check and keep it."""
-        try:
-            info = self.storage.info(final)
-        except FileNotFoundError:
-            return None
-        try:
-            with self.storage.open(final, "rb") as handle:
-                stats = stats_from_stream(handle, int(info["size"]))
-        except Exception:  # noqa: BLE001 - unreadable: fetch it again
-            log.warning("ignoring unreadable file %s", self.storage.url_of(final))
-            return None
-        if part.source_rows is not None and stats["num_rows"] != part.source_rows:
-            return None
-        return Partition(name=part.name, **stats)
+    def set_aside(self, dataset: str, subset: str, part: str, reason: str) -> str:
+        """Move the file of ``dataset/subset/part`` to the dataset's set-aside folder (it may be
+        someone's only copy: never deleted); returns where it went."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+        source = self.partition_path(dataset, subset, part)
+        target = self.storage.path(dataset, SET_ASIDE, stamp, subset, part)
+        self.storage.move(source, target)
+        log.warning("set aside %s: %s (moved to %s)", self.storage.url_of(source), reason,
+                    self.storage.url_of(target))
+        return f"{reason}; moved to {self.storage.url_of(target)}"
 
     def _cleanup_temps(self, dataset: Dataset, subsets: set[str]) -> list[str]:
         """Remove temporary files whose writer is gone (local storage and local staging)."""
@@ -461,6 +536,7 @@ class Manager:
     def remove(self, ref: str, partitions: Iterable[str] | None = None) -> list[str]:
         """Delete downloaded partition files (the registration stays); returns what was removed."""
         dataset, selected = self._select(ref, partitions)
+        self._check_own_folders(dataset)
         keys = {(s.name, p.name) for s, p in selected}
 
         def unmark(record: Dataset) -> None:
@@ -478,68 +554,101 @@ class Manager:
         return removed
 
     def delete_dataset(self, name: str, data: bool = True) -> None:
-        """Unregister a dataset, and delete its data too unless ``data=False``."""
+        """Unregister a dataset, and delete its data too unless ``data=False``.
+
+        Only the dataset's own files are deleted (its partitions, stale temporary files, its
+        lock), never another dataset's folder nor a set-aside file; a damaged record can be
+        deleted too.
+        """
         check_dataset_name(name)
-        dataset = self.catalog.read(name)
+        try:
+            dataset = self.catalog.read(name)
+        except IntegrityError as exc:
+            self._delete_damaged(name, data, str(exc))
+            return
         if data:
+            self._check_own_folders(dataset)
+
             def unmark(record: Dataset) -> None:
                 for _, part in record.partitions:
                     part.mark_removed()
             self.catalog.update(name, unmark)
-            for subset in dataset.subsets:
-                self.storage.remove_tree(self.storage.path(name, subset))
+            self._delete_files(name, [self.partition_path(name, s.name, p.name)
+                                      for s, p in dataset.partitions])
+            self._cleanup_temps(dataset, set(dataset.subsets))
         self.catalog.delete_record(name)
-        if data and self.storage.is_local:
-            _prune_empty(self.storage.path(name))
-            if "/" in name:
-                _prune_empty(self.storage.path(name.split("/")[0]))
+        if data:
+            self._prune(name, list(dataset.subsets))
+
+    def _delete_damaged(self, name: str, data: bool, reason: str) -> None:
+        """Delete a dataset whose record cannot be read: the record, and with ``data`` the
+        partition files in its folder (not the folders of datasets nested in it)."""
+        log.warning("deleting %s, whose record is damaged: %s", name, reason)
+        record = self.catalog.record_path(name)
+        files: list[str] = []
+        folders: set[str] = set()
+        if data:
+            nested = {n.split("/", 1)[1] for n in self.nested_datasets(name)}
+            base = self.storage.path(name).rstrip("/")
+            for path in self.storage.find(base):
+                rel = path[len(base):].strip("/")
+                top = rel.split("/", 1)[0]
+                if top in nested or rel.startswith("_pygestor/") or path == record:
+                    continue
+                if rel.endswith(".parquet") or ".tmp-" in rel:
+                    files.append(path)
+                    if "/" in rel:
+                        folders.add(rel.rsplit("/", 1)[0])
+        self._delete_files(name, files)
+        self.catalog.delete_record(name)
+        if data:
+            self._prune(name, sorted(folders))
+
+    def _delete_files(self, name: str, paths: list[str]) -> None:
+        """Delete files of dataset ``name`` (one bulk request per thousand on object stores)."""
+        if paths:
+            self.storage.remove_many(paths)
+
+    def _prune(self, name: str, subsets: list[str]) -> None:
+        """Remove the dataset's folders that are left empty (local storage)."""
+        if not self.storage.is_local:
+            return
+        folders: set[str] = set()
+        for subset in subsets:
+            parts = subset.split("/")
+            for depth in range(len(parts), 0, -1):
+                folders.add(self.storage.path(name, "/".join(parts[:depth])))
+        for folder in sorted(folders, key=lambda f: -f.count("/")):
+            _prune_empty(folder)
+        _prune_empty(self.storage.path(name))
+        if "/" in name:
+            _prune_empty(self.storage.path(name.split("/")[0]))
 
     # ================================================================== verify
     def verify(self, ref: str, repair: bool = False, checksums: bool = True) -> VerifyReport:
         """Check every downloaded partition against its record; ``repair`` fixes the catalog.
 
         Finds missing files, wrong sizes, wrong checksums, stale temporary files and complete
-        files the catalog does not know about (``repair`` adopts those).
+        files the catalog does not know about (``repair`` adopts those that are provably this
+        dataset's and sets the others aside). The checks run without the record's lock; what
+        ``repair`` does is decided under it, from a fresh read of the record and a fresh look
+        at each file, so a concurrent download or remove is never undone. A dataset whose record
+        is damaged is rebuilt from its partition files (``repair``).
         """
-        dataset, selected = self._select(ref)
+        try:
+            dataset, selected = self._select(ref)
+        except IntegrityError as exc:
+            if repair and self._is_damaged_dataset(ref.strip("/")):
+                return self.rebuild_record(ref.strip("/"), str(exc))
+            raise
         report = VerifyReport()
-        broken: set[tuple[str, str]] = set()
-        adopted: list[tuple[str, Partition]] = []
-
-        def check(item: tuple[Subset, Partition]) -> tuple[str, str | None, Partition | None]:
-            subset, part = item
-            key = f"{subset.name}/{part.name}"
-            path = self.partition_path(dataset.name, subset.name, part.name)
-            if not part.downloaded:
-                found = self._adopt(path, part)
-                if found is not None:
-                    return key, "complete file not in the catalog", found
-                return key, None, None
-            try:
-                info = self.storage.info(path)
-            except FileNotFoundError:
-                return key, "file missing", None
-            if int(info["size"]) != part.size:
-                return key, f"size {info['size']} != recorded {part.size}", None
-            if checksums:
-                digest = file_checksum(self.storage, path)
-                if digest != part.checksum:
-                    return key, "checksum mismatch", None
-            return key, "", None
-
-        with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
-            for (subset, part), (key, problem, found) in zip(selected, pool.map(check, selected),
-                                                             strict=True):
-                if problem is None:
-                    continue
-                if problem == "":
-                    report.ok.append(key)
-                elif found is not None:
-                    report.problems.append(f"{key}: {problem}")
-                    adopted.append((subset.name, found))
-                else:
-                    report.problems.append(f"{key}: {problem}")
-                    broken.add((subset.name, part.name))
+        findings = self._check_partitions(dataset, selected, checksums)
+        for finding in findings:
+            key = f"{finding.subset}/{finding.part}"
+            if finding.problem:
+                report.problems.append(f"{key}: {finding.problem}")
+            elif finding.checksum is not None:
+                report.ok.append(key)
         folders = [self.storage.path(dataset.name)] + \
             [self.storage.path(dataset.name, s) for s in sorted({s.name for s, _ in selected})]
         for name in self.storage.stale_temps(folders):
@@ -548,24 +657,220 @@ class Manager:
                 if repair:
                     os.unlink(name)
                     report.repaired.append(f"removed {name}")
-        if repair and (broken or adopted):
-            def fix(record: Dataset) -> None:
-                for subset_name, found in adopted:
-                    _replace_stats(record.subset(subset_name), found)
-                for subset_name, part_name in broken:
-                    record.subset(subset_name).partition(part_name).mark_removed()
-            self.catalog.update(dataset.name, fix)
-            for subset_name, part_name in broken:
-                self.storage.remove(self.partition_path(dataset.name, subset_name, part_name))
-                report.repaired.append(f"{subset_name}/{part_name}: marked not downloaded")
-            report.repaired += [f"{s}/{p.name}: adopted" for s, p in adopted]
+        if repair:
+            report.repaired += self._repair(dataset.name, [f for f in findings if f.problem])
+        return report
+
+    def _is_damaged_dataset(self, name: str) -> bool:
+        try:
+            self.catalog.read(name)
+        except IntegrityError:
+            return True
+        except (NotFoundError, InvalidNameError):
+            return False
+        return False
+
+    def _check_partitions(self, dataset: Dataset, selected: list[tuple[Subset, Partition]],
+                          checksums: bool) -> list[_Finding]:
+        """What each partition's file looks like now (run in threads, without the lock)."""
+        def check(item: tuple[Subset, Partition]) -> _Finding:
+            subset, part = item
+            path = self.partition_path(dataset.name, subset.name, part.name)
+            stat = self._stat(path)
+            if not part.downloaded:
+                if stat is None:
+                    return _Finding(subset.name, part.name, "", None, None)
+                verdict = integrity.examine(self.storage, path, dataset, subset, part)
+                problem = "complete file not in the catalog" if verdict.stats is not None \
+                    else f"unrecorded file that is not this partition's ({verdict.reason})"
+                return _Finding(subset.name, part.name, problem, None, stat, verdict.stats)
+            if stat is None:
+                return _Finding(subset.name, part.name, "file missing", part.checksum, None)
+            if stat[0] != part.size:
+                return _Finding(subset.name, part.name, f"size {stat[0]} != recorded {part.size}",
+                                part.checksum, stat)
+            if checksums:
+                try:
+                    digest = integrity.file_checksum(self.storage, path)
+                except FileNotFoundError:
+                    return _Finding(subset.name, part.name, "file missing (removed while it "
+                                    "was being checked)", part.checksum, None)
+                if digest != part.checksum:
+                    return _Finding(subset.name, part.name, "checksum mismatch", part.checksum,
+                                    stat)
+            return _Finding(subset.name, part.name, "", part.checksum, stat)
+
+        with ThreadPoolExecutor(max_workers=self.settings.max_workers) as pool:
+            return list(pool.map(check, selected))
+
+    def _stat(self, path: str) -> tuple[int, float] | None:
+        try:
+            info = self.storage.info(path)
+        except FileNotFoundError:
+            return None
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("updated") or 0
+        if not isinstance(stamp, (int, float)):
+            stamp = hash(str(stamp))
+        return int(info.get("size") or 0), float(stamp)
+
+    def _repair(self, name: str, findings: list[_Finding]) -> list[str]:
+        """Apply ``findings`` under the record's lock, each only if the record and the file are
+        still as they were when checked."""
+        repaired: list[str] = []
+
+        def still(record: Dataset, finding: _Finding) -> Partition | None:
+            try:
+                part = record.subset(finding.subset).partition(finding.part)
+            except NotFoundError:
+                return None
+            if part.checksum != finding.checksum:
+                return None  # downloaded, removed or re-downloaded since the check
+            path = self.partition_path(name, finding.subset, finding.part)
+            return part if self._stat(path) == finding.stat else None
+
+        def fix(record: Dataset) -> None:
+            for finding in findings:
+                part = still(record, finding)
+                key = f"{finding.subset}/{finding.part}"
+                if part is None:
+                    repaired.append(f"{key}: changed while being checked; left as it is now")
+                elif finding.found is not None:
+                    part.copy_stored(finding.found)
+                    repaired.append(f"{key}: adopted")
+                elif part.downloaded:
+                    part.mark_removed()
+                    pending.append((finding, "marked not downloaded"))
+                else:
+                    pending.append((finding, "set aside"))
+
+        pending: list[tuple[_Finding, str]] = []
+
+        def act() -> None:  # still under the lock, after the record is saved
+            for finding, what in pending:
+                key = f"{finding.subset}/{finding.part}"
+                if finding.stat is not None:
+                    where = self.set_aside(name, finding.subset, finding.part, finding.problem)
+                    what = f"{what}; the file was {where.split('; ', 1)[-1]}"
+                repaired.append(f"{key}: {what}")
+        self.catalog.update(name, fix, after=act)
+        return repaired
+
+    def rebuild_record(self, name: str, reason: str) -> VerifyReport:
+        """A new record for ``name`` from the provenance its partition files carry (the damaged
+        record is kept beside it as ``metadata.json.damaged-<time>``)."""
+        from pygestor.rebuild import rebuild
+
+        report = VerifyReport(problems=[f"{name}: damaged record ({reason})"])
+        dataset, adopted = rebuild(self, name)
+        dataset.uid = dataset.uid or uuid.uuid4().hex
+        path = self.catalog.record_path(name)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        with self.storage.lock(path):
+            with contextlib.suppress(FileNotFoundError):
+                self.storage.move(path, f"{path}.damaged-{stamp}")
+            self.catalog.write(dataset)
+        report.repaired.append(f"{name}: record rebuilt from {adopted} partition file(s); the "
+                               f"damaged one is kept as {RECORD_NAME}.damaged-{stamp}")
         return report
 
 
+class _PartitionJob:
+    """One partition of a download: skip it if present, adopt it if provably ours, else fetch
+    it; a file in the way that is neither is set aside first."""
+
+    def __init__(self, manager: Manager, pipeline: Pipeline, policy: SourcePolicy,
+                 dataset: Dataset, subset: Subset, part: Partition, recorder: _RecordBatcher,
+                 cancel: threading.Event | None) -> None:
+        self.manager = manager
+        self.storage = manager.storage
+        self.settings = manager.settings
+        self.pipeline = pipeline
+        self.policy = policy
+        self.dataset, self.subset, self.part = dataset, subset, part
+        self.recorder = recorder
+        self.cancel = cancel
+        self.final = manager.partition_path(dataset.name, subset.name, part.name)
+
+    def run(self, detail: dict[str, Any] | None, force: bool) -> tuple[str, int, str | None]:
+        """(outcome, bytes written, why a file was set aside or None)."""
+        moved = None
+        if detail is not None:
+            if self.part.downloaded and not force:
+                problem = integrity.present(self.storage, self.final, self.part, detail)
+                if problem is None:
+                    return "skipped", 0, None
+                if problem != "missing":
+                    moved = self._set_aside(f"the stored file is not the recorded one ({problem})")
+            elif not self.part.downloaded and not force:
+                verdict = integrity.examine(self.storage, self.final, self.dataset, self.subset,
+                                            self.part)
+                if verdict.stats is not None:
+                    self.recorder.add(self.subset.name, verdict.stats)
+                    return "adopted", 0, None
+                if verdict.reason != "missing":
+                    moved = self._set_aside(f"a file not provably this partition's: "
+                                            f"{verdict.reason}")
+            elif not self.part.downloaded:
+                moved = self._set_aside("a file the record does not vouch for")
+        return "fetched", self._fetch(), moved
+
+    def _set_aside(self, reason: str) -> str | None:
+        try:
+            return self.manager.set_aside(self.dataset.name, self.subset.name, self.part.name,
+                                          reason)
+        except FileNotFoundError:
+            return None  # gone meanwhile: nothing in the way
+
+    def _fetch(self) -> int:
+        for url in self.pipeline.source_urls(self.dataset, self.part):
+            self.policy.check(url, self.dataset.options)  # a record is untrusted input
+        staging = self.storage.staging_dir(near=os.path.dirname(self.final)
+                                           if self.storage.is_local else None)
+        local = os.path.join(staging, temp_name(self.part.name))
+        key = f"{self.dataset.name}/{self.subset.name}/{self.part.name}"
+        try:
+            def attempt() -> None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(local)
+                self.pipeline.fetch(self.dataset, self.subset, self.part, local, lambda n: None)
+            call_with_retries(attempt, attempts=self.settings.retries,
+                              backoff=self.settings.retry_backoff,
+                              what=f"fetching {self.part.source.get('url') or self.part.name} "
+                                   f"for {key}", error=SourceError)
+            if self.cancel is not None and self.cancel.is_set():
+                raise CancelledError("cancelled")
+            with open(local, "rb") as handle:
+                stats = integrity.stats_from_stream(handle, os.path.getsize(local),
+                                                    md5=not self.storage.is_local)
+            md5 = stats.pop("md5", None)
+            etag = call_with_retries(lambda: self._place(local, stats["size"], md5),
+                                     attempts=self.settings.retries,
+                                     backoff=self.settings.retry_backoff,
+                                     what=f"storing {self.storage.url_of(self.final)}",
+                                     error=StorageError)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(local)
+        self.recorder.add(self.subset.name, Partition(name=self.part.name, **stats, etag=etag,
+                                                      downloaded_at=now()))
+        return int(stats["size"])
+
+    def _place(self, local: str, size: int, md5: str | None) -> str | None:
+        """Put the file in place; on object stores, check what arrived (size, and the MD5 the
+        store reports) and return its entity tag. Bytes corrupted in transit are sent again."""
+        self.storage.put_file(local, self.final)
+        if self.storage.is_local:
+            return None
+        info = self.storage.info(self.final)
+        tag = integrity.entity_tag(info)
+        if int(info.get("size") or 0) != size or \
+                (md5 is not None and integrity.md5_matches(tag, md5) is False):
+            raise TransientError(f"{self.storage.url_of(self.final)} does not hold the bytes "
+                                 "sent (corrupted in transit)")
+        return tag
+
 # ====================================================================== helpers
 def raise_exists(name: str) -> None:
-    from pygestor.errors import AlreadyExistsError
-
     raise AlreadyExistsError(f"dataset {name!r} is already registered; pick another name or "
                              f"delete it first ('pygestor delete {name}')")
 
@@ -637,43 +942,8 @@ class _RecordBatcher:
 
 def _replace_stats(subset: Subset, stats: Partition) -> None:
     part = subset.partition(stats.name)
-    for key in ("size", "num_rows", "row_groups", "checksum", "footer"):
-        setattr(part, key, getattr(stats, key))
-    part.downloaded_at = now()
-
-
-def partition_stats(local_path: str) -> dict[str, Any]:
-    """Size, rows, row groups, footer range and checksum of a finished local partition."""
-    size = os.path.getsize(local_path)
-    with open(local_path, "rb") as handle:
-        return stats_from_stream(handle, size)
-
-
-def stats_from_stream(handle: Any, size: int) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
-    digest = hashlib.sha256()
-    while chunk := handle.read(8 << 20):
-        digest.update(chunk)
-    handle.seek(0)
-    metadata = pq.ParquetFile(handle).metadata
-    handle.seek(size - 8)
-    tail = handle.read(8)
-    if tail[4:] != b"PAR1":
-        raise IntegrityError("not a complete parquet file (no PAR1 trailer)")
-    footer_length = int.from_bytes(tail[:4], "little")
-    return {"size": size, "num_rows": metadata.num_rows,
-            "row_groups": [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)],
-            "checksum": "sha256:" + digest.hexdigest(),
-            "footer": [size - 8 - footer_length, footer_length + 8]}
-
-
-def file_checksum(storage: Storage, path: str) -> str:
-    digest = hashlib.sha256()
-    with storage.open(path, "rb", block_size=8 << 20) as handle:
-        while chunk := handle.read(8 << 20):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    part.copy_stored(stats)
+    part.downloaded_at = part.downloaded_at or now()
 
 
 def summarize_partition(part: Partition) -> dict[str, Any]:
@@ -709,9 +979,11 @@ def summarize_dataset(dataset: Dataset) -> dict[str, Any]:
 def _prune_empty(folder: str) -> None:
     """Remove a dataset folder if nothing but lock files is left (local storage)."""
     with contextlib.suppress(OSError):
-        for entry in os.listdir(folder):
-            if entry.endswith(".lock"):
-                os.unlink(os.path.join(folder, entry))
+        entries = os.listdir(folder)
+        if not all(entry.endswith(".lock") for entry in entries):
+            return
+        for entry in entries:
+            os.unlink(os.path.join(folder, entry))
         os.rmdir(folder)
 
 

@@ -81,12 +81,41 @@ CASES = [
          ["add", "x", "gopher2://host/data"], errors.SourceError, "unsupported URL scheme"),
     Case("unreachable host", _add("x", "http://127.0.0.1:9/data.csv"),
          ["add", "x", "http://127.0.0.1:9/data.csv"], errors.SourceError, "127.0.0.1:9"),
+    Case("loopback host not allowed", _add("x", "http://127.0.0.2:9/data.csv"),
+         ["add", "x", "http://127.0.0.2:9/data.csv"], errors.PolicyError,
+         "loopback address .* allowed_hosts"),
+    Case("cloud metadata address", _add("x", "http://169.254.169.254/latest/meta-data"),
+         ["add", "x", "http://169.254.169.254/latest/meta-data"], errors.PolicyError,
+         "link-local address"),
+    Case("password in the source URL", _add("x", "http://bob:PASSWORD@127.0.0.1:9/t.csv"),
+         ["add", "x", "http://bob:PASSWORD@127.0.0.1:9/t.csv"], errors.PolicyError,
+         "user name or password; remove it .*netrc"),
+    Case("token in the source URL", _add("x", "https://example.com/t.csv?token=SECRET1"),
+         ["add", "x", "https://example.com/t.csv?token=SECRET1"], errors.PolicyError,
+         "credential in its query"),
+    Case("presigned URL", _add("x", "https://b.s3.amazonaws.com/k.csv?X-Amz-Signature=ab12"),
+         None, errors.PolicyError, "credential in its query \\(X-Amz-Signature"),
+    Case("misspelt option", _add("x", "{src}/ok", delimeter=";"),
+         ["add", "x", "ok", "-o", "delimeter=;"], errors.ConfigError,
+         "unknown option\\(s\\) delimeter .* it understands .*delimiter"),
+    Case("option meant for another pipeline", _add("x", "{src}/ok", revision="main"),
+         ["add", "x", "ok", "--revision", "main"], errors.ConfigError,
+         "unknown option\\(s\\) revision for the files pipeline"),
+    Case("unknown schema mode", _add("x", "{src}/ok", schema="unoin"), None, errors.ConfigError,
+         "schema must be 'strict' or 'union'"),
+    Case("unknown encoding", _add("x", "{src}/ok", encoding="klingon"), None, errors.SourceError,
+         "unknown encoding 'klingon'"),
+    Case("CSV files with other columns", _add("x", "{src}/columns"), ["add", "x", "columns"],
+         errors.SourceError, "2.csv does not have the columns of .*1.csv: it lacks 'b' and has "
+         "'c'.*schema='union'"),
+    Case("CSV columns of types that do not reconcile", _add("x", "{src}/types"), None,
+         errors.SourceError, "column 'a' is int64 in file .*1.csv but string in .*2.csv"),
     Case("missing local path", _add("x", "{src}/does-not-exist"),
          ["add", "x", "/nonexistent/folder"], errors.SourceError, "does not exist"),
     Case("empty folder", _add("x", "{src}/empty"), ["add", "x", "empty"], errors.SourceError,
-         "no parquet, CSV or JSON Lines files"),
+         "no parquet, CSV or JSON files"),
     Case("unsupported files only", _add("x", "{src}/text"), None, errors.SourceError,
-         "no parquet, CSV or JSON Lines files"),
+         "no parquet, CSV or JSON files"),
     Case("corrupt parquet (bad page checksums)",
          lambda m, src: m.download("corrupt", progress=False), ["download", "corrupt"],
          errors.SourceError, "CRC checksum verification failed"),
@@ -159,6 +188,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Manager, Path, Path
     shutil.copy(DATA / "datapage_v1-corrupt-checksum.parquet", src / "corrupt")
     (src / "ragged").mkdir()
     (src / "ragged" / "r.csv").write_text("a,b,c\n1,2,3\n4,5,6,7\n")
+    (src / "columns").mkdir()
+    (src / "columns" / "1.csv").write_text("a,b\n1,2\n")
+    (src / "columns" / "2.csv").write_text("a,c\n3,4\n")
+    (src / "types").mkdir()
+    (src / "types" / "1.csv").write_text("a,b\n1,2\n")
+    (src / "types" / "2.csv").write_text("b,a\n3,four\n")
     (src / "ragged-late").mkdir()
     (src / "ragged-late" / "r.csv").write_text("a,b,c\n" + "1,2,3\n" * 5 + "4,5,6,7\n")
     for sub in ("x/a", "x/b"):
@@ -166,7 +201,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Manager, Path, Path
         (src / "amb" / sub / "d.csv").write_text("id\n1\n")
     data_dir = base / "data"
     manager = Manager(Settings.load(data_dir=str(data_dir), partition_size="60KB",
-                                    retries=1, env={}))
+                                    retries=1, allowed_hosts=["127.0.0.1"], env={}))
     manager.add_dataset("toy", str(src / "ok"), pipeline="files")
     manager.download("toy/train", progress=False)
     manager.add_dataset("amb", str(src / "amb"), pipeline="files")
@@ -191,6 +226,8 @@ def test_api(world, case):
 
     assert re.search(case.message, str(info.value)), str(info.value)
     assert "\n" not in str(info.value).strip(), "one line"
+    for secret in ("PASSWORD", "SECRET1", "ab12"):
+        assert secret not in str(info.value), "a credential is never quoted"
     assert _tree_digest(data_dir) == before, "storage or catalog changed"
 
 
@@ -201,6 +238,7 @@ def test_cli(world, case):
     _, src, data_dir = world
     before = _tree_digest(data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYGESTOR_")}
+    env["PYGESTOR_ALLOWED_HOSTS"] = "127.0.0.1"
     result = subprocess.run([PYGESTOR, "--data-dir", str(data_dir), *case.cli],
                             capture_output=True, text=True, env=env, timeout=120,
                             cwd=src)
@@ -209,4 +247,6 @@ def test_cli(world, case):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert re.search(case.message, lines[0]), lines[0]
+    for secret in ("PASSWORD", "SECRET1"):
+        assert secret not in result.stderr + result.stdout, "a credential is never printed"
     assert _tree_digest(data_dir) == before, "storage or catalog changed"

@@ -340,7 +340,10 @@ class Storage:
         return stale_temps(staging_root())
 
     def remove(self, path: str) -> bool:
-        """Remove one file; False if it was not there."""
+        """Remove one file; False if it was not there. On local storage a path whose folder
+        leads out of the root (a symlink) is refused, and a symlink is removed, not its target."""
+        self.check_inside(path)
+
         def run() -> bool:
             try:
                 self.fs.rm_file(path)
@@ -351,8 +354,33 @@ class Storage:
         self._invalidate(path)
         return removed
 
+    def remove_many(self, paths: list[str]) -> None:
+        """Remove files (absent ones are fine): one bulk request per batch on object stores."""
+        for path in paths:
+            self.check_inside(path)
+        if self.is_local:
+            for path in paths:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            return
+        for start in range(0, len(paths), 1000):
+            batch = paths[start:start + 1000]
+
+            def run(batch: list[str] = batch) -> None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm(batch)
+            self._guard("remove", batch[0], run)
+        for path in {self.fs._parent(p) for p in paths}:
+            self._invalidate(path + "/x")
+
     def remove_tree(self, path: str) -> None:
-        """Remove a folder and everything below it (nothing if it is not there)."""
+        """Remove a folder and everything below it (nothing if it is not there). On local
+        storage a symlinked folder is unlinked, never followed."""
+        self.check_inside(path)
+        if self.is_local and os.path.islink(path):
+            os.unlink(path)
+            return
+
         def run() -> None:
             try:
                 self.fs.rm(path, recursive=True)
@@ -363,6 +391,43 @@ class Storage:
         if self.is_local:
             with contextlib.suppress(OSError):
                 os.rmdir(path)
+
+    def move(self, source: str, target: str) -> None:
+        """Move one file inside the root (FileNotFoundError if ``source`` is gone)."""
+        self.check_inside(source)
+        self.check_inside(target)
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(source, target)
+            _fsync_dir(os.path.dirname(target))
+            return
+        # copy then delete: some stores (the GCS emulator) answer moves slowly or not at all
+        self._guard("copy", source, lambda: self.fs.copy(source, target))
+        self._guard("remove", source, lambda: self.fs.rm_file(source))
+        self._invalidate(source)
+        self._invalidate(target)
+
+    def find(self, path: str) -> list[str]:
+        """Every file below ``path`` (fresh; none if it is not there)."""
+        def run() -> list[str]:
+            with contextlib.suppress(Exception):
+                self.fs.invalidate_cache(path)
+            try:
+                return sorted(self.fs.find(path))
+            except FileNotFoundError:
+                return []
+        return self._guard("list", path, run)
+
+    def check_inside(self, path: str) -> None:
+        """On local storage, refuse a path whose folder resolves outside the root (a symlinked
+        dataset or subset folder): nothing outside ``data_dir`` is deleted or moved."""
+        if not self.is_local:
+            return
+        root = os.path.realpath(self.root)
+        folder = os.path.realpath(os.path.dirname(path))
+        if folder != root and not folder.startswith(root.rstrip(os.sep) + os.sep):
+            raise StorageError(f"{path} leads out of data_dir ({root}) through a symbolic link; "
+                               "Pygestor does not delete or move files outside its root")
 
     def _invalidate(self, path: str) -> None:
         with contextlib.suppress(Exception):
@@ -583,12 +648,11 @@ def network_options(protocol: str, storage_options: dict[str, Any], timeout: flo
       ``2 * retries`` times and a stalled endpoint is given up after about
       ``2 * retries * timeout`` seconds plus back-off.
     - gs (gcsfs): ``requests_timeout`` (connect and read) of ``timeout`` seconds.
-    - http/https (aiohttp): ``client_kwargs`` ``timeout`` (connect and read, no total limit).
+    - http/https (aiohttp): ``client_kwargs`` ``timeout`` (connect and read, no total limit),
+      and ``trust_env`` (credentials from ``~/.netrc``, proxies from the environment).
     """
     options = dict(storage_options)
-    if timeout is None and retries is None:
-        return options
-    if protocol in ("s3", "s3a"):
+    if protocol in ("s3", "s3a") and (timeout is not None or retries is not None):
         config = dict(options.get("config_kwargs") or {})
         if timeout is not None:
             config.setdefault("connect_timeout", timeout)
@@ -603,14 +667,15 @@ def network_options(protocol: str, storage_options: dict[str, Any], timeout: flo
 
             options["requests_timeout"] = aiohttp.ClientTimeout(
                 total=None, sock_connect=timeout, sock_read=timeout)
-    elif protocol in ("http", "https") and timeout is not None:
+    elif protocol in ("http", "https"):
         client = dict(options.get("client_kwargs") or {})
-        if "timeout" not in client:
+        client.setdefault("trust_env", True)  # credentials from ~/.netrc, proxies from the env
+        if "timeout" not in client and timeout is not None:
             import aiohttp
 
             client["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=timeout,
                                                       sock_read=timeout)
-            options["client_kwargs"] = client
+        options["client_kwargs"] = client
     return options
 
 

@@ -117,13 +117,21 @@ def provenance(dataset: Dataset, subset: Subset, partition: Partition) -> dict[s
     """What a partition file says about where it comes from (kept in its parquet footer).
 
     A file found in ``data_dir`` is adopted only when this matches the record: the same
-    pipeline, conversion options, subset schema and source slice (with the source file's
-    identity: size, ETag or modification time). A file left by another source, by an earlier
-    dataset of the same name from elsewhere, or by an older Pygestor is not ours.
+    pipeline, conversion options, subset schema (a digest of it) and source slice (with the
+    source file's identity: size, ETag or modification time). A file left by another source, by
+    an earlier dataset of the same name from elsewhere, or by an older Pygestor is not ours.
+    The dataset's URL, options and revision are there too, so a damaged record can be rebuilt
+    from its files (``verify --repair``). Options hold no secret (dropped at ``add``). Nothing
+    in it changes from one registration of the same source to the next: the same source gives
+    byte-identical partitions.
     """
+    import hashlib
+
+    schema = hashlib.sha256((subset.schema or "").encode()).hexdigest()[:32]
     return {"format": 1, "pipeline": dataset.pipeline, "dataset": dataset.name,
-            "uid": dataset.uid, "subset": subset.name, "partition": partition.name,
-            "options": conversion_options(dataset.options), "schema": subset.schema,
+            "url": dataset.url, "dataset_options": dataset.options,
+            "revision": dataset.revision, "subset": subset.name, "partition": partition.name,
+            "options": conversion_options(dataset.options), "schema": schema,
             "source": partition.source}
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
@@ -26,8 +27,12 @@ PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
-#: bytes of a text source read to infer its schema when the dataset is added
+#: bytes of the first text file of a subset read to infer its column types at ``add``
 INFER_BYTES = 1 << 20
+#: bytes of every other text file read at ``add`` (header, first lines: columns and types)
+PROBE_BYTES = 64 << 10
+#: a JSON array file is parsed whole: larger ones are refused (JSON Lines is read in ranges)
+JSON_ARRAY_MAX_BYTES = 512 << 20
 #: write a row group once this many bytes are buffered, even before row_group_size rows
 ROW_GROUP_MAX_BYTES = 64 << 20
 #: the footer key-value entry that holds a partition file's provenance
@@ -135,22 +140,48 @@ class LineRange(io.RawIOBase):
 
 
 def open_text_range(fs: Any, path: str, compression: str | None, start: int,
-                    stop: int | None) -> io.BufferedReader:
-    handle = fs.open(path, "rb", compression=compression)
-    return io.BufferedReader(LineRange(handle, start, stop, seekable=compression is None),
+                    stop: int | None, stream: bool = False) -> io.BufferedReader:
+    """The lines starting in ``[start, stop)`` of a text file; ``stream`` reads it from the
+    start without seeking (an HTTP server without range requests)."""
+    extra = {"block_size": 0} if stream else {}
+    handle = fs.open(path, "rb", compression=compression, **extra)
+    seekable = compression is None and not stream
+    return io.BufferedReader(LineRange(handle, start, stop, seekable=seekable),
                              buffer_size=4 << 20)
 
 
-def read_head_line(fs: Any, path: str, compression: str | None) -> bytes:
+def sniff_json(fs: Any, path: str, compression: str | None) -> str:
+    """``json`` for a file holding one JSON array of records, else ``jsonl`` (JSON Lines)."""
     with fs.open(path, "rb", compression=compression) as handle:
-        return handle.readline()
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "json" if head.startswith(b"[") else "jsonl"
 
 
-def infer_text_schema(fs: Any, path: str, fmt: str, compression: str | None,
-                      options: dict[str, Any]) -> pa.Schema:
-    """Schema of a CSV/JSON Lines file from its first ``INFER_BYTES`` (whole lines only)."""
+@dataclass
+class TextProbe:
+    """What a text source file holds, from its first bytes: column types, and for CSV the
+    header's column names in file order (a range read later needs them)."""
+
+    schema: pa.Schema
+    columns: list[str] | None = None
+
+
+def probe_text(fs: Any, path: str, fmt: str, compression: str | None,
+               options: dict[str, Any], sample_bytes: int) -> TextProbe:
+    """Columns and types of a CSV / JSON Lines / JSON file from its first ``sample_bytes``
+    (whole lines only; a JSON array file is read whole, up to :data:`JSON_ARRAY_MAX_BYTES`).
+
+    ``column_types`` overrides apply to the columns this file has.
+    """
+    if fmt == "json":
+        records = read_json_records(fs, path, compression, limit=sample_rows(sample_bytes))
+        try:
+            schema = pa.Table.from_pylist(records).schema if records else pa.schema([])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SourceError(f"{path}: records of mixed types: {short_text(exc)}") from None
+        return TextProbe(_apply_overrides(_widen(schema), options))
     with fs.open(path, "rb", compression=compression) as handle:
-        head = handle.read(options.get("infer_bytes", INFER_BYTES))
+        head = handle.read(sample_bytes)
         more = handle.read(1)
     if more and b"\n" in head:
         head = head[: head.rindex(b"\n") + 1]
@@ -164,24 +195,45 @@ def infer_text_schema(fs: Any, path: str, fmt: str, compression: str | None,
             table = pajson.read_json(io.BytesIO(head))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise SourceError(f"{path}: cannot parse as {fmt.upper()}: {short_text(exc)}") from None
-    schema = _widen(table.schema)
+    schema = _apply_overrides(_widen(table.schema), options)
+    return TextProbe(schema, list(table.column_names) if fmt == "csv" else None)
+
+
+def sample_rows(sample_bytes: int) -> int:
+    """Records of a JSON array used to infer types (about one per 100 sample bytes)."""
+    return max(100, sample_bytes // 100)
+
+
+def _apply_overrides(schema: pa.Schema, options: dict[str, Any]) -> pa.Schema:
     overrides = options.get("column_types") or {}
+    if not isinstance(overrides, dict):
+        raise SourceError(f"column_types must map column names to type names, got {overrides!r}")
     for column, type_name in overrides.items():
-        if column not in schema.names:
-            raise SourceError(f"column_types names column {column!r}, which {path} does not "
-                              f"have; it has {', '.join(schema.names)}")
+        index = schema.get_field_index(column)
+        if index < 0:
+            continue  # checked against the subset's columns once all files are read
         try:
-            schema = schema.set(schema.get_field_index(column),
-                                pa.field(column, pa.type_for_alias(type_name)))
+            schema = schema.set(index, pa.field(column, pa.type_for_alias(str(type_name))))
         except ValueError:
-            raise SourceError(f"column_types: unknown type {type_name!r} for {column!r}") from None
+            raise SourceError(f"column_types: unknown type {type_name!r} for {column!r}; use "
+                              "arrow type names like int64, double, string, bool, "
+                              "timestamp[s]") from None
     return schema
+
+
+def check_overrides(schema: pa.Schema, options: dict[str, Any], where: str) -> None:
+    """``column_types`` may only name columns the subset has."""
+    for column in options.get("column_types") or {}:
+        if column not in schema.names:
+            raise SourceError(f"column_types names column {column!r}, which {where} does not "
+                              f"have; it has {', '.join(schema.names)}")
 
 
 def _csv_read_options(options: dict[str, Any], column_names: list[str] | None = None,
                       skip_header: bool = False) -> pacsv.ReadOptions:
     return pacsv.ReadOptions(block_size=4 << 20, column_names=column_names,
                              skip_rows=1 if skip_header else 0,
+                             encoding=options.get("encoding") or "utf8",
                              autogenerate_column_names=options.get("header") is False
                              and column_names is None)
 
@@ -191,27 +243,56 @@ def _csv_parse_options(path: str, options: dict[str, Any]) -> pacsv.ParseOptions
     return pacsv.ParseOptions(delimiter=delimiter)
 
 
+def splittable_encoding(encoding: str | None) -> bool:
+    """Whether a file in ``encoding`` can be cut at newline bytes (ASCII-compatible codecs)."""
+    if not encoding:
+        return True
+    try:
+        return "\n".encode(encoding) == b"\n" and "a\nb".encode(encoding) == b"a\nb"
+    except (LookupError, ValueError):
+        raise SourceError(f"unknown encoding {encoding!r}; use a Python codec name like "
+                          "utf-8, latin-1 or cp1252") from None
+
+
 def iter_text_batches(fs: Any, path: str, fmt: str, compression: str | None, start: int,
-                      stop: int | None, schema: pa.Schema,
-                      options: dict[str, Any]) -> Iterator[pa.RecordBatch]:
-    """Record batches of the lines that start in ``[start, stop)``, typed as ``schema``."""
-    stream = open_text_range(fs, path, compression, start, stop)
+                      stop: int | None, schema: pa.Schema, options: dict[str, Any], *,
+                      columns: list[str] | None = None, fill_missing: bool = False,
+                      stream: bool = False) -> Iterator[pa.RecordBatch]:
+    """Record batches of the lines that start in ``[start, stop)``, as ``schema``.
+
+    Args:
+        fs, path, fmt, compression: the source file (``csv``, ``jsonl`` or ``json``).
+        start, stop: the byte range (``stop=None``: to the end).
+        schema: the subset's columns; the file's are matched to them by name.
+        options: the dataset's parsing options (delimiter, header, encoding).
+        columns: the file's CSV header, in file order (None: ``schema``'s names, as records
+            written before headers were kept).
+        fill_missing: columns the file lacks become nulls (``schema="union"``).
+        stream: read from the start without seeking (servers without range requests).
+    """
+    if fmt == "json":
+        yield from iter_json_array(fs, path, compression, schema, fill_missing)
+        return
+    stream_file = open_text_range(fs, path, compression, start, stop, stream=stream)
     try:
         if fmt == "csv":
+            names = columns or schema.names
             has_header = options.get("header", True) is not False
             reader = pacsv.open_csv(
-                stream,
-                read_options=_csv_read_options(options, column_names=schema.names,
+                stream_file,
+                read_options=_csv_read_options(options, column_names=names,
                                                skip_header=has_header and start == 0),
                 parse_options=_csv_parse_options(path, options),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={f.name: f.type for f in schema}, strings_can_be_null=True))
+                    column_types={n: schema.field(n).type for n in names if n in schema.names},
+                    strings_can_be_null=True))
         else:
             reader = pajson.open_json(
-                stream, read_options=pajson.ReadOptions(block_size=4 << 20),
+                stream_file, read_options=pajson.ReadOptions(block_size=4 << 20),
                 parse_options=pajson.ParseOptions(explicit_schema=schema,
                                                   unexpected_field_behavior="error"))
-        yield from reader
+        for batch in reader:
+            yield conform(batch, schema, fill_missing=fill_missing)
     except StopIteration:
         return
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -221,7 +302,53 @@ def iter_text_batches(fs: Any, path: str, fmt: str, compression: str | None, sta
                           "was inferred from the file's first MB: fix the file, or pass "
                           "column_types={...} when adding the dataset") from None
     finally:
-        stream.close()
+        stream_file.close()
+
+
+def read_json_records(fs: Any, path: str, compression: str | None,
+                      limit: int | None = None) -> list[dict[str, Any]]:
+    """The records of a file holding one JSON array of objects (``limit``: the first ones)."""
+    with fs.open(path, "rb", compression=compression) as handle:
+        raw = handle.read(JSON_ARRAY_MAX_BYTES + 1)
+    if len(raw) > JSON_ARRAY_MAX_BYTES:
+        raise SourceError(f"{path}: a JSON array file larger than {JSON_ARRAY_MAX_BYTES} bytes is "
+                          "read whole into memory; convert it to JSON Lines (one record per "
+                          "line), which is read in ranges")
+    try:
+        records = orjson.loads(raw)
+    except ValueError as exc:
+        raise SourceError(f"{path}: not valid JSON ({short_text(exc)})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise SourceError(f"{path}: a .json file must hold an array of objects (records) or "
+                          "one object per line")
+    return records if limit is None else records[:limit]
+
+
+def iter_json_array(fs: Any, path: str, compression: str | None, schema: pa.Schema,
+                    fill_missing: bool, batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
+    """The records of a JSON array file as batches of ``schema`` (columns by name)."""
+    records = read_json_records(fs, path, compression)
+    known = set(schema.names)
+    for offset in range(0, len(records), batch_rows):
+        chunk = records[offset:offset + batch_rows]
+        for number, record in enumerate(chunk, start=offset):
+            if not known.issuperset(record):
+                extra = sorted(set(record) - known)[:5]
+                raise SourceError(f"{path}: record {number} has column(s) "
+                                  f"{', '.join(map(repr, extra))} the subset does not; register "
+                                  "the dataset with schema='union' to take every column")
+            if not fill_missing and len(record) != len(known):
+                missing = sorted(known - set(record))[:5]
+                raise SourceError(f"{path}: record {number} lacks {', '.join(map(repr, missing))}"
+                                  "; register the dataset with schema='union' to fill it with "
+                                  "nulls")
+        try:
+            table = pa.Table.from_pylist(chunk, schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SourceError(f"{path}: records {offset}-{offset + len(chunk)}: "
+                              f"{short_text(exc)}; pass column_types={{...}} when adding the "
+                              "dataset") from None
+        yield from table.to_batches()
 
 
 # ---------------------------------------------------------------------- parquet
