@@ -450,7 +450,7 @@ def test_network_failure_clear_error_and_ranged_resume(hub: hs.HubServer, manage
     assert "Traceback" not in message and "\n" not in message
 
     # dropped once, after some bytes were handed over: the retry asks only for the rest
-    monkeypatch.setattr(hf, "DOWNLOAD_CHUNK", 256)
+    monkeypatch.setattr(hf.transfer, "DOWNLOAD_CHUNK", 256)
     hub.fail(f"{repo}/{path}", "drop", times=1)
     hub.clear_log()
     report = manager.download("plain/default/validation", progress=False)

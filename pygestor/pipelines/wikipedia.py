@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pygestor.catalog import Dataset
-from pygestor.pipelines.huggingface import HuggingFaceParquetPipeline, _names
+from pygestor.pipelines.huggingface import HuggingFaceParquetPipeline, names
 
 REPO = "wikimedia/wikipedia"
 
@@ -46,7 +46,7 @@ class WikipediaPipeline(HuggingFaceParquetPipeline):
 
     def keep(self, config: str, split: str, options: dict[str, Any]) -> bool:
         date, _, language = config.partition(".")
-        languages, dates = _names(options.get("languages")), _names(options.get("dates"))
+        languages, dates = names(options.get("languages")), names(options.get("dates"))
         return (not languages or language in languages) and (not dates or date in dates)
 
     def subset_name(self, config: str, split: str) -> str:
