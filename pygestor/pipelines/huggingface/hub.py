@@ -14,7 +14,7 @@ from typing import Any
 
 from pygestor.backends.retry import call_with_retries
 from pygestor.config import Settings
-from pygestor.errors import ConfigError, PygestorError, SourceError
+from pygestor.errors import ConfigError, PygestorError, SourceError, short_text
 
 
 def hub_module() -> Any:
@@ -79,7 +79,7 @@ def hub_error(exc: BaseException, repo: str, *, revision: str | None = None,
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
         detail = getattr(exc, "server_message", None) or ""
-        detail = f": {detail.strip().splitlines()[0][:300]}" if detail.strip() else ""
+        detail = f": {short_text(detail)}" if detail.strip() else ""
         hint = ""
         if status in (401, 403):
             hint = ("; the Hub refused the token in use: check HF_TOKEN or 'hf auth login'"
@@ -90,13 +90,13 @@ def hub_error(exc: BaseException, repo: str, *, revision: str | None = None,
     if isinstance(exc, _transport_errors()) or type(exc).__name__.endswith(
             ("Timeout", "ProtocolError", "NetworkError", "ConnectError", "ReadError")):
         error = SourceError(f"network failure talking to the Hub for {where}: "
-                            f"{type(exc).__name__}: {_first_line(exc)}")
+                            f"{type(exc).__name__}: {short_text(exc)}")
         error.transient = True  # type: ignore[attr-defined]
         return error
     if isinstance(exc, OSError):
-        return SourceError(f"failed downloading {where}: {_first_line(exc)}")
+        return SourceError(f"failed downloading {where}: {short_text(exc)}")
     return SourceError(f"unexpected error from the Hub for {where}: {type(exc).__name__}: "
-                       f"{_first_line(exc)}")
+                       f"{short_text(exc)}")
 
 
 def _endpoint() -> str:
@@ -105,11 +105,6 @@ def _endpoint() -> str:
 
         return constants.ENDPOINT
     return "https://huggingface.co"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def dataset_info(repo: str, revision: str, settings: Settings) -> Any:
