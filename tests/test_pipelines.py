@@ -94,7 +94,8 @@ def test_wikipedia_pipeline(hub: hs.HubServer, manager: Manager) -> None:
 
     with pytest.raises(SourceError, match="match dates="):
         manager.add_dataset("none", pipeline="wikipedia", dates=["20990101"])
-    with pytest.raises(ConfigError, match="understands dates, languages, revision"):
+    with pytest.raises(ConfigError,
+                       match="understands dates, description, languages, modality, revision"):
         manager.add_dataset("none", pipeline="wikipedia", configs=["x"])
 
 

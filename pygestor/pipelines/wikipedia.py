@@ -26,16 +26,17 @@ REPO = "wikimedia/wikipedia"
 class WikipediaPipeline(HuggingFaceParquetPipeline):
     """Wikipedia articles (one row per article: id, url, title, text) by dump date and language.
 
-    Options:
-        languages: Wikipedia language codes to keep (``["en", "fr"]`` or ``"en,fr"``).
-        dates: dump dates to keep (``["20231101"]``).
-        revision: as for ``HuggingFaceParquet``.
+    Options: see ``OPTIONS``.
     """
 
     name: ClassVar[str] = "wikipedia"
     description: ClassVar[str] = "Wikipedia dumps (wikimedia/wikipedia): one subset per dump " \
                                  "date and language"
-    OPTIONS: ClassVar[frozenset[str]] = frozenset({"revision", "languages", "dates"})
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "languages": "Wikipedia language codes to keep (['en', 'fr'] or 'en,fr')",
+        "dates": "dump dates to keep (['20231101'])",
+        "revision": HuggingFaceParquetPipeline.OPTIONS["revision"],
+    }
 
     @classmethod
     def accepts(cls, url: str) -> bool:

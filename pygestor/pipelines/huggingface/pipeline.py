@@ -55,19 +55,19 @@ log = logging.getLogger("pygestor.huggingface")
 class HuggingFaceParquetPipeline(Pipeline):
     """A dataset repo on the Hugging Face Hub: configs and splits become subsets.
 
-    Options:
-        revision: branch, tag or commit sha to pin (default ``main``); stored as the commit sha.
-        configs: only these configs (a list, or a comma-separated string).
-        splits: only these splits.
-    A URL may also carry the revision (``hf://datasets/o/n@rev``, ``.../tree/<rev>``) and a folder
-    (``hf://datasets/o/n/20231101.en``: only files below it).
+    Options: see ``OPTIONS``. A URL may also carry the revision (``hf://datasets/o/n@rev``,
+    ``.../tree/<rev>``) and a folder (``hf://datasets/o/n/20231101.en``: only files below it).
     """
 
     name: ClassVar[str] = "HuggingFaceParquet"
     description: ClassVar[str] = "a Hugging Face Hub dataset repo (parquet files, or the Hub's " \
                                  "auto-converted parquet branch)"
-    #: options this pipeline understands (subclasses add theirs)
-    OPTIONS: ClassVar[frozenset[str]] = frozenset({"revision", "configs", "splits"})
+    #: options this pipeline understands (subclasses list theirs)
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "revision": "branch, tag or commit sha to pin (default main); stored as the commit sha",
+        "configs": "only these configs (a list, or a comma-separated string)",
+        "splits": "only these splits (a list, or a comma-separated string)",
+    }
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
@@ -121,7 +121,7 @@ class HuggingFaceParquetPipeline(Pipeline):
 
     def _discover(self, name: str, url: str | None, options: dict[str, Any],
                   partition_size: int) -> Dataset:
-        self._check_options(options)
+        self.check_options(options)
         source = url or self.default_url(name)
         if not source:
             raise ConfigError(f"the {self.name} pipeline needs a URL "
@@ -174,16 +174,14 @@ class HuggingFaceParquetPipeline(Pipeline):
         self.describe(dataset, info)
         return dataset
 
-    def _check_options(self, options: dict[str, Any]) -> None:
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Refuse a token passed as an option (it would be stored), then unknown options."""
         secret = [k for k in options if SECRET_KEY_PATTERN.search(k)]
         if secret:
             raise ConfigError(f"do not pass {', '.join(secret)} as an option: set HF_TOKEN or log "
                               "in with 'hf auth login'; tokens are read when needed and never "
                               "stored")
-        unknown = sorted(set(options) - self.OPTIONS)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {', '.join(unknown)} for the {self.name} "
-                              f"pipeline; it understands {', '.join(sorted(self.OPTIONS))}")
+        super().check_options(options)
 
     def dataset_info(self, repo: str, revision: str) -> Any:
         """One ``dataset_info(files_metadata=True)`` call, with retries and clear errors."""
