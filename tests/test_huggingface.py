@@ -620,6 +620,25 @@ def test_missing_repo_and_revision(hub: hs.HubServer, manager: Manager) -> None:
     assert manager.catalog.names() == []
 
 
+def test_not_a_hub_url_is_refused_before_any_request(hub: hs.HubServer,
+                                                      manager: Manager) -> None:
+    url = "https://example.invalid/data/t.csv"
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as checked:
+        manager.pipeline("HuggingFaceParquet").check_url(url)
+    with pytest.raises(ConfigError) as added:
+        manager.add_dataset("x", url, pipeline="HuggingFaceParquet")
+    assert time.monotonic() - started < 5
+    for refused in (checked, added):
+        assert url in str(refused.value)
+        assert "https://huggingface.co/datasets/owner/name" in str(refused.value)
+    assert hub.requests() == [] and manager.catalog.names() == []
+    for good in (None, "owner/name", f"hf://datasets/{WIKI}@main/20231101.fr",
+                 f"https://huggingface.co/datasets/{SPEECH}/tree/main/dutch"):
+        manager.pipeline("HuggingFaceParquet").check_url(good)
+    manager.pipeline("wikipedia").check_url(None)
+
+
 def test_repo_without_any_parquet(hub: hs.HubServer, manager: Manager) -> None:
     repo = f"t{uuid.uuid4().hex[:8]}/csv"
     hub.add_repo(hs.HubRepo(repo, {"main": {"data.csv": b"a\n1\n"}}))

@@ -79,6 +79,12 @@ class HuggingFaceParquetPipeline(Pipeline):
         lowered = url.lower()
         return "huggingface.co/datasets/" in lowered or lowered.startswith("hf://datasets/")
 
+    def check_url(self, url: str | None) -> None:
+        """Refuse, before any request, a URL that is not a Hub dataset URL. No URL is left to
+        :meth:`discover`: the dataset name or :meth:`default_url` may stand in for it."""
+        if url:
+            parse_repo_url(url)
+
     # ------------------------------------------------------------------ hooks for subclasses
     def default_url(self, name: str) -> str | None:
         """The source when ``add`` gets no URL (here: the dataset name as ``owner/name``)."""
@@ -122,6 +128,7 @@ class HuggingFaceParquetPipeline(Pipeline):
     def _discover(self, name: str, url: str | None, options: dict[str, Any],
                   partition_size: int) -> Dataset:
         self.check_options(options)
+        self.check_url(url)
         source = url or self.default_url(name)
         if not source:
             raise ConfigError(f"the {self.name} pipeline needs a URL "
