@@ -68,6 +68,8 @@ class HuggingFaceParquetPipeline(Pipeline):
         "configs": "only these configs (a list, or a comma-separated string)",
         "splits": "only these splits (a list, or a comma-separated string)",
     }
+    #: refresh and merge_update are implemented: ``download --update`` works
+    tracks_revisions: ClassVar[bool] = True
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
