@@ -28,6 +28,7 @@ from pygestor.config import Settings
 from pygestor.errors import ConfigError, SourceError
 from pygestor.loaders.arrow import load
 from pygestor.manager import Manager
+from pygestor.pipelines import formats
 from pygestor.pipelines import huggingface as hf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,6 +313,11 @@ def test_download_local_verified_and_repartitioned(hub: hs.HubServer, manager: M
     first = manager.partition_path("wiki", "20231101.en/train", "part-00000.parquet")
     meta = pq.read_metadata(first)
     assert meta.row_group(0).column(0).compression == "ZSTD"
+    stamp = formats.read_provenance(meta)
+    assert stamp is not None, "the file says where it comes from"
+    assert (stamp["pipeline"], stamp["dataset"], stamp["subset"], stamp["partition"]) == \
+        ("HuggingFaceParquet", "wiki", "20231101.en/train", "part-00000.parquet")
+    assert stamp["source"] == record.subsets["20231101.en/train"].partitions[0].source
     assert manager.verify("wiki").clean
     assert leftovers(tmp_path / "data") == [], "no temporary or upstream copies left"
 

@@ -17,7 +17,9 @@ without parquet files):
 
 Fetch: the upstream file is downloaded once and verified
 (:mod:`~pygestor.pipelines.huggingface.transfer`), then the piece's rows are re-written through
-:class:`~pygestor.pipelines.formats.PartitionWriter` with page checksums verified on read.
+:meth:`~pygestor.pipelines.base.Pipeline.open_writer` (a
+:class:`~pygestor.pipelines.formats.PartitionWriter` that stamps the file's provenance) with page
+checksums verified on read.
 """
 
 from __future__ import annotations
@@ -257,11 +259,14 @@ class HuggingFaceParquetPipeline(Pipeline):
         download = functools.partial(self.download_file, repo, revision, source,
                                      progress=progress)
         with self._copies.piece(folder, repo, revision, source, download) as local:
-            self._write_piece(local, source, dest)
+            self._write_piece(local, dest, dataset, subset, partition)
 
-    def _write_piece(self, local: str, source: dict[str, Any], dest: str) -> None:
+    def _write_piece(self, local: str, dest: str, dataset: Dataset, subset: Subset,
+                     partition: Partition) -> None:
+        """Write the rows of ``partition``'s piece of the upstream file ``local`` to ``dest``."""
         import fsspec
 
+        source = partition.source
         fs = fsspec.filesystem("file")
         pf = formats.open_parquet(fs, local)
         try:
@@ -270,8 +275,7 @@ class HuggingFaceParquetPipeline(Pipeline):
             schema = pf.schema_arrow
         finally:
             pf.close()
-        writer = formats.PartitionWriter(dest, schema, self.settings.row_group_size,
-                                         self.settings.compression)
+        writer = self.open_writer(dest, schema, dataset, subset, partition)
         try:
             for batch in formats.iter_parquet_rows(fs, local, start, stop):
                 writer.write(batch)
