@@ -24,6 +24,7 @@ import hubserver as hs
 import pyarrow.parquet as pq
 import pytest
 
+from pygestor.catalog import Partition
 from pygestor.config import Settings
 from pygestor.errors import ConfigError, SourceError
 from pygestor.loaders.arrow import load
@@ -497,7 +498,7 @@ def test_check_updates_and_download_update(hub: hs.HubServer, manager: Manager) 
     manager.add_dataset("upd", f"hf://datasets/{repo}")
     manager.download("upd", progress=False)
     before = manager.dataset("upd")
-    kept = [(p.name, p.downloaded_at, p.checksum)
+    kept = [(p.name, *(getattr(p, key) for key in Partition.STORED))
             for p in before.subsets["default/validation"].partitions]
     hub.clear_log()
     assert manager.check_updates("upd")["up_to_date"] is True
@@ -519,12 +520,13 @@ def test_check_updates_and_download_update(hub: hs.HubServer, manager: Manager) 
     assert sorted(gets(hub)) == [
         "data/test-00000-of-00001.parquet", train], "only what changed is fetched"
     assert all(f"/resolve/{new_sha}/" in p for _, p, _ in hub.requests("GET", "/resolve/"))
-    assert sorted(report.skipped) == [f"default/validation/{n}" for n, _, _ in kept]
+    assert sorted(report.skipped) == [f"default/validation/{n}" for n, *_ in kept]
     record = manager.dataset("upd")
     assert record.revision == new_sha and record.options["revision"] == new_sha
     assert list(record.subsets) == ["default/train", "default/validation", "default/test"]
-    assert [(p.name, p.downloaded_at, p.checksum)
-            for p in record.subsets["default/validation"].partitions] == kept
+    assert [(p.name, *(getattr(p, key) for key in Partition.STORED))
+            for p in record.subsets["default/validation"].partitions] == kept, \
+        "an unchanged partition keeps all its stored state"
     assert list(load(manager, "upd/default/train")["id"]) == list(range(5000, 5120))
     assert list(load(manager, "upd/default/test")["id"]) == list(range(9000, 9040))
     assert manager.check_updates("upd")["up_to_date"] is True

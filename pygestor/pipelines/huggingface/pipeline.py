@@ -342,9 +342,7 @@ class HuggingFaceParquetPipeline(Pipeline):
             for part in old_subset.partitions:
                 new = new_parts.get(part.name)
                 if new is not None and _same_source(part.source, new.source):
-                    for key in ("size", "num_rows", "row_groups", "checksum", "footer",
-                                "downloaded_at"):
-                        setattr(new, key, getattr(part, key))
+                    new.copy_stored(part)
                 else:
                     stale.append((subset_name, part.name))
         record.subsets = latest.subsets
