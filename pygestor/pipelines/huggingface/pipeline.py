@@ -139,31 +139,8 @@ class HuggingFaceParquetPipeline(Pipeline):
                               "(https://huggingface.co/datasets/owner/name) or a name owner/name")
         repo, url_revision, prefix = parse_repo_url(source)
         requested = str(options.get("revision") or url_revision or "main")
-        info = self.dataset_info(repo, requested)
-        tracking = "main" if SHA.match(requested) else requested
-        converted = requested == CONVERT_REF
-        plans, ignored, complete, found = self._plan_files(info, converted, prefix, options)
-        if not converted and not complete:
-            try:
-                converted_info = self.dataset_info(repo, CONVERT_REF)
-            except SourceError as exc:
-                if getattr(exc, "transient", False):
-                    raise
-                converted_info = None
-                if not plans:
-                    raise SourceError(
-                        f"{repo} at {requested} has no parquet files this pipeline can use and no "
-                        "auto-converted parquet branch (refs/convert/parquet); use the files "
-                        "pipeline for other formats") from None
-            if converted_info is not None:
-                plan = self._plan_files(converted_info, True, prefix, options)
-                if plan[0]:
-                    plans, ignored, _, found = plan
-                    info, converted, tracking = converted_info, True, CONVERT_REF
-        self._check_filters(found, options)
-        if not plans:
-            raise SourceError(f"no parquet files of {repo} at {requested} match "
-                              f"{_filters_text(options, prefix)}")
+        info, plans, ignored, converted, tracking = self._find_plans(repo, requested, prefix,
+                                                                     options)
         if info.gated and not hub.token_available():
             log.warning("%s is gated: downloads need HF_TOKEN (accept its terms on the Hub)", repo)
         stored = {k: v for k, v in options.items() if k != "revision"}
@@ -184,6 +161,43 @@ class HuggingFaceParquetPipeline(Pipeline):
                                                              partition_size)
         self.describe(dataset, info)
         return dataset
+
+    def _find_plans(self, repo: str, requested: str, prefix: str, options: dict[str, Any]
+                    ) -> tuple[Any, list[SubsetPlan], list[str], bool, str]:
+        """The subsets of ``repo`` at ``requested``, from the auto-converted branch when not
+        every data file of the revision is parquet: ``(the Hub's dataset info, plans, files left
+        out, whether from the converted branch, the branch the dataset tracks)``."""
+        info = self.dataset_info(repo, requested)
+        tracking = "main" if SHA.match(requested) else requested
+        converted = requested == CONVERT_REF
+        plans, ignored, complete, found = self._plan_files(info, converted, prefix, options)
+        if not converted and not complete:
+            converted_info = self._converted_info(repo, requested, bool(plans))
+            if converted_info is not None:
+                plan = self._plan_files(converted_info, True, prefix, options)
+                if plan[0]:
+                    plans, ignored, _, found = plan
+                    info, converted, tracking = converted_info, True, CONVERT_REF
+        self._check_filters(found, options)
+        if not plans:
+            raise SourceError(f"no parquet files of {repo} at {requested} match "
+                              f"{_filters_text(options, prefix)}")
+        return info, plans, ignored, converted, tracking
+
+    def _converted_info(self, repo: str, requested: str, have_plans: bool) -> Any:
+        """The auto-converted branch's dataset info, or None when the repo has none (an error
+        when the revision has nothing usable either)."""
+        try:
+            return self.dataset_info(repo, CONVERT_REF)
+        except SourceError as exc:
+            if getattr(exc, "transient", False):
+                raise
+            if have_plans:
+                return None
+            raise SourceError(
+                f"{repo} at {requested} has no parquet files this pipeline can use and no "
+                "auto-converted parquet branch (refs/convert/parquet); use the files "
+                "pipeline for other formats") from None
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Refuse a token passed as an option (it would be stored), then unknown options."""
