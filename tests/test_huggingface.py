@@ -24,10 +24,12 @@ import hubserver as hs
 import pyarrow.parquet as pq
 import pytest
 
+from pygestor.catalog import Partition
 from pygestor.config import Settings
 from pygestor.errors import ConfigError, SourceError
 from pygestor.loaders.arrow import load
 from pygestor.manager import Manager
+from pygestor.pipelines import formats
 from pygestor.pipelines import huggingface as hf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,6 +314,11 @@ def test_download_local_verified_and_repartitioned(hub: hs.HubServer, manager: M
     first = manager.partition_path("wiki", "20231101.en/train", "part-00000.parquet")
     meta = pq.read_metadata(first)
     assert meta.row_group(0).column(0).compression == "ZSTD"
+    stamp = formats.read_provenance(meta)
+    assert stamp is not None, "the file says where it comes from"
+    assert (stamp["pipeline"], stamp["dataset"], stamp["subset"], stamp["partition"]) == \
+        ("HuggingFaceParquet", "wiki", "20231101.en/train", "part-00000.parquet")
+    assert stamp["source"] == record.subsets["20231101.en/train"].partitions[0].source
     assert manager.verify("wiki").clean
     assert leftovers(tmp_path / "data") == [], "no temporary or upstream copies left"
 
@@ -450,7 +457,7 @@ def test_network_failure_clear_error_and_ranged_resume(hub: hs.HubServer, manage
     assert "Traceback" not in message and "\n" not in message
 
     # dropped once, after some bytes were handed over: the retry asks only for the rest
-    monkeypatch.setattr(hf, "DOWNLOAD_CHUNK", 256)
+    monkeypatch.setattr(hf.transfer, "DOWNLOAD_CHUNK", 256)
     hub.fail(f"{repo}/{path}", "drop", times=1)
     hub.clear_log()
     report = manager.download("plain/default/validation", progress=False)
@@ -491,7 +498,7 @@ def test_check_updates_and_download_update(hub: hs.HubServer, manager: Manager) 
     manager.add_dataset("upd", f"hf://datasets/{repo}")
     manager.download("upd", progress=False)
     before = manager.dataset("upd")
-    kept = [(p.name, p.downloaded_at, p.checksum)
+    kept = [(p.name, *(getattr(p, key) for key in Partition.STORED))
             for p in before.subsets["default/validation"].partitions]
     hub.clear_log()
     assert manager.check_updates("upd")["up_to_date"] is True
@@ -513,12 +520,13 @@ def test_check_updates_and_download_update(hub: hs.HubServer, manager: Manager) 
     assert sorted(gets(hub)) == [
         "data/test-00000-of-00001.parquet", train], "only what changed is fetched"
     assert all(f"/resolve/{new_sha}/" in p for _, p, _ in hub.requests("GET", "/resolve/"))
-    assert sorted(report.skipped) == [f"default/validation/{n}" for n, _, _ in kept]
+    assert sorted(report.skipped) == [f"default/validation/{n}" for n, *_ in kept]
     record = manager.dataset("upd")
     assert record.revision == new_sha and record.options["revision"] == new_sha
     assert list(record.subsets) == ["default/train", "default/validation", "default/test"]
-    assert [(p.name, p.downloaded_at, p.checksum)
-            for p in record.subsets["default/validation"].partitions] == kept
+    assert [(p.name, *(getattr(p, key) for key in Partition.STORED))
+            for p in record.subsets["default/validation"].partitions] == kept, \
+        "an unchanged partition keeps all its stored state"
     assert list(load(manager, "upd/default/train")["id"]) == list(range(5000, 5120))
     assert list(load(manager, "upd/default/test")["id"]) == list(range(9000, 9040))
     assert manager.check_updates("upd")["up_to_date"] is True
@@ -618,6 +626,25 @@ def test_missing_repo_and_revision(hub: hs.HubServer, manager: Manager) -> None:
     with pytest.raises(ConfigError, match="not a Hugging Face"):
         manager.add_dataset("x", "https://huggingface.co/models", pipeline="HuggingFaceParquet")
     assert manager.catalog.names() == []
+
+
+def test_not_a_hub_url_is_refused_before_any_request(hub: hs.HubServer,
+                                                      manager: Manager) -> None:
+    url = "https://example.invalid/data/t.csv"
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as checked:
+        manager.pipeline("HuggingFaceParquet").check_url(url)
+    with pytest.raises(ConfigError) as added:
+        manager.add_dataset("x", url, pipeline="HuggingFaceParquet")
+    assert time.monotonic() - started < 5
+    for refused in (checked, added):
+        assert url in str(refused.value)
+        assert "https://huggingface.co/datasets/owner/name" in str(refused.value)
+    assert hub.requests() == [] and manager.catalog.names() == []
+    for good in (None, "owner/name", f"hf://datasets/{WIKI}@main/20231101.fr",
+                 f"https://huggingface.co/datasets/{SPEECH}/tree/main/dutch"):
+        manager.pipeline("HuggingFaceParquet").check_url(good)
+    manager.pipeline("wikipedia").check_url(None)
 
 
 def test_repo_without_any_parquet(hub: hs.HubServer, manager: Manager) -> None:

@@ -52,6 +52,7 @@ def test_registry_knows_the_builtin_pipelines() -> None:
     assert get_pipeline("HuggingFaceParquet") is HuggingFaceParquetPipeline
     assert get_pipeline("wikipedia") is WikipediaPipeline
     assert issubclass(WikipediaPipeline, HuggingFaceParquetPipeline)
+    assert HuggingFaceParquetPipeline.tracks_revisions and WikipediaPipeline.tracks_revisions
     for url in ("https://huggingface.co/datasets/o/n", "hf://datasets/o/n",
                 "https://huggingface.co/datasets/wikimedia/wikipedia"):
         assert pipeline_for_url(url) == "HuggingFaceParquet"
@@ -94,7 +95,8 @@ def test_wikipedia_pipeline(hub: hs.HubServer, manager: Manager) -> None:
 
     with pytest.raises(SourceError, match="match dates="):
         manager.add_dataset("none", pipeline="wikipedia", dates=["20990101"])
-    with pytest.raises(ConfigError, match="understands dates, languages, revision"):
+    with pytest.raises(ConfigError,
+                       match="understands dates, description, languages, modality, revision"):
         manager.add_dataset("none", pipeline="wikipedia", configs=["x"])
 
 

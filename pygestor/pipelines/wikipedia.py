@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pygestor.catalog import Dataset
-from pygestor.pipelines.huggingface import HuggingFaceParquetPipeline, _names
+from pygestor.pipelines.huggingface import HuggingFaceParquetPipeline, names
 
 REPO = "wikimedia/wikipedia"
 
@@ -26,16 +26,17 @@ REPO = "wikimedia/wikipedia"
 class WikipediaPipeline(HuggingFaceParquetPipeline):
     """Wikipedia articles (one row per article: id, url, title, text) by dump date and language.
 
-    Options:
-        languages: Wikipedia language codes to keep (``["en", "fr"]`` or ``"en,fr"``).
-        dates: dump dates to keep (``["20231101"]``).
-        revision: as for ``HuggingFaceParquet``.
+    Options: see ``OPTIONS``.
     """
 
     name: ClassVar[str] = "wikipedia"
     description: ClassVar[str] = "Wikipedia dumps (wikimedia/wikipedia): one subset per dump " \
                                  "date and language"
-    OPTIONS: ClassVar[frozenset[str]] = frozenset({"revision", "languages", "dates"})
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "languages": "Wikipedia language codes to keep (['en', 'fr'] or 'en,fr')",
+        "dates": "dump dates to keep (['20231101'])",
+        "revision": HuggingFaceParquetPipeline.OPTIONS["revision"],
+    }
 
     @classmethod
     def accepts(cls, url: str) -> bool:
@@ -46,7 +47,7 @@ class WikipediaPipeline(HuggingFaceParquetPipeline):
 
     def keep(self, config: str, split: str, options: dict[str, Any]) -> bool:
         date, _, language = config.partition(".")
-        languages, dates = _names(options.get("languages")), _names(options.get("dates"))
+        languages, dates = names(options.get("languages")), names(options.get("dates"))
         return (not languages or language in languages) and (not dates or date in dates)
 
     def subset_name(self, config: str, split: str) -> str:
