@@ -22,7 +22,7 @@ from pygestor.catalog import Dataset, Partition, Subset
 from pygestor.config import Settings
 from pygestor.errors import ConfigError
 from pygestor.manager import Manager
-from pygestor.pipelines import formats, register_pipeline
+from pygestor.pipelines import register_pipeline
 from pygestor.pipelines.base import Pipeline, Progress
 
 
@@ -37,6 +37,10 @@ class MultiplicationTables(Pipeline):
 
     name: ClassVar[str] = "multiplication"
     description: ClassVar[str] = "multiplication tables, generated locally"
+    OPTIONS: ClassVar[dict[str, str]] = {  # anything else given to `add` is refused
+        "sizes": "table sizes, e.g. [10, 12]",
+        "rows_per_partition": "rows per partition (default 50)",
+    }
 
     def discover(self, name: str, url: str | None, options: dict[str, Any]) -> Dataset:
         sizes = [int(s) for s in options.get("sizes", [10])]
@@ -66,9 +70,9 @@ class MultiplicationTables(Pipeline):
             "b": pa.array([i % size + 1 for i in cells], pa.int32()),
             "product": pa.array([(i // size + 1) * (i % size + 1) for i in cells], pa.int32()),
         })
-        # PartitionWriter: bounded row groups, page checksums, the configured compression
-        writer = formats.PartitionWriter(dest, batch.schema, self.settings.row_group_size,
-                                         self.settings.compression)
+        # bounded row groups, page checksums, the configured compression, and the file's
+        # provenance in its footer (so a file found in data_dir is adopted only if it is ours)
+        writer = self.open_writer(dest, batch.schema, dataset, subset, partition)
         try:
             writer.write(batch)
             writer.close()

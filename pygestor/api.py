@@ -92,18 +92,21 @@ def verify(ref: str, repair: bool = False) -> VerifyReport:
 
 
 # ---------------------------------------------------------------------- reading
-def load(ref: str, columns: list[str] | None = None, filters: Any = None) -> pd.DataFrame:
-    """The downloaded data of ``ref`` as one pandas DataFrame."""
+def load(ref: str, columns: list[str] | None = None, filters: Any = None,
+         schema: str | None = None) -> pd.DataFrame:
+    """The downloaded data of ``ref`` as one pandas DataFrame (``schema="union"``: subsets
+    with different columns together, missing columns as nulls)."""
     from pygestor.loaders import arrow
 
-    return arrow.load(get_manager(), ref, columns, filters)
+    return arrow.load(get_manager(), ref, columns, filters, schema)
 
 
-def load_table(ref: str, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
+def load_table(ref: str, columns: list[str] | None = None, filters: Any = None,
+               schema: str | None = None) -> pa.Table:
     """Like :func:`load`, as an Arrow table."""
     from pygestor.loaders import arrow
 
-    return arrow.load_table(get_manager(), ref, columns, filters)
+    return arrow.load_table(get_manager(), ref, columns, filters, schema)
 
 
 def iter_batches(ref: str, batch_size: int = 65536, columns: list[str] | None = None,

@@ -330,6 +330,7 @@ class Catalog:
     # ------------------------------------------------------------------ listing
     def _listing(self) -> dict[str, int]:
         """Every record in the root: dataset name -> record size (one listing per depth)."""
+        self.storage.check_root()
         root = self.storage.root.rstrip("/")
         found: dict[str, int] = {}
         for pattern in (f"{root}/*/{RECORD_NAME}", f"{root}/*/*/{RECORD_NAME}"):
@@ -409,6 +410,7 @@ class Catalog:
     def create(self, dataset: Dataset) -> None:
         """Write a new record; an error if the name is taken."""
         check_dataset_name(dataset.name)
+        self.storage.check_root()
         path = self.record_path(dataset.name)
         with self.storage.lock(path):
             if self.storage.exists(path):
@@ -469,6 +471,7 @@ class Catalog:
         raise NotFoundError(self._unknown_dataset(ref))
 
     def _read_if_exists(self, name: str) -> Dataset | None:
+        self.storage.check_root()
         path = self.record_path(name)
         try:
             raw = self.storage.read_bytes(path, limit=MAX_RECORD_BYTES)

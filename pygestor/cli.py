@@ -84,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("ref")
     head.add_argument("-n", type=int, default=5, help="rows (default 5)")
     head.add_argument("--columns", help="comma-separated columns")
+    head.add_argument("--union", action="store_true",
+                      help="read subsets with different columns together (missing: nulls)")
     head.set_defaults(handler=cmd_head)
 
     schema = commands.add_parser("schema", help="print column names and types")
     schema.add_argument("ref")
+    schema.add_argument("--union", action="store_true",
+                        help="the union of subsets with different columns")
     schema.set_defaults(handler=cmd_schema)
 
     snippet = commands.add_parser("snippet", help="print code that loads a reference")
@@ -200,6 +204,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no datasets yet; add one with 'pygestor add NAME URL'")
         return 0
+    damaged = [row for row in rows if "damaged" in row]
+    rows = [row for row in rows if "damaged" not in row]
+    for row in damaged:
+        print(f"pygestor: warning: dataset {row['name']} is damaged: {row['damaged']}",
+              file=sys.stderr)
     print(_table(rows, [("name", "DATASET"), ("pipeline", "PIPELINE"), ("subsets", "SUBSETS"),
                         ("partitions", "PARTITIONS"), ("downloaded", "DOWNLOADED"),
                         ("downloaded_bytes", "ON DISK"), ("url", "SOURCE")]))
@@ -242,6 +251,8 @@ def cmd_download(args: argparse.Namespace) -> int:
         report = manager.download(args.ref, args.partitions, force=args.force,
                                   max_workers=args.max_workers)
     print(f"{args.ref}: {report}")
+    for key, why in report.set_aside.items():
+        print(f"set aside: {key}: {why}")
     return 0
 
 
@@ -277,10 +288,11 @@ def cmd_head(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise ConfigError(f"-n must be >= 0, got {args.n}")
     manager = _manager(args)
-    frame = arrow.sample(manager, args.ref, args.n)
+    mode = "union" if args.union else None
+    frame = arrow.sample(manager, args.ref, args.n, mode)
     if args.columns:
         columns = arrow.check_columns([c.strip() for c in args.columns.split(",")],
-                                      arrow.schema(manager, args.ref))
+                                      arrow.schema(manager, args.ref, mode))
         frame = frame[columns]
     import pandas as pd
 
@@ -293,7 +305,7 @@ def cmd_head(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from pygestor.loaders import arrow
 
-    schema = arrow.schema(_manager(args), args.ref)
+    schema = arrow.schema(_manager(args), args.ref, "union" if args.union else None)
     width = max((len(f.name) for f in schema), default=4)
     for field in schema:
         print(f"{field.name.ljust(width)}  {field.type}{'' if field.nullable else ' not null'}")
@@ -365,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     handler: Handler = args.handler
+    _say_warnings()
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -374,6 +387,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - one line for the user, never a traceback
         return _report(exc)
+
+
+def _say_warnings() -> None:
+    """Pygestor's warnings (a partial read...) as one line each on stderr."""
+    import warnings
+
+    from pygestor.errors import PartialDataWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PartialDataWarning):
+            print(f"pygestor: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+    warnings.showwarning = show
 
 
 def _report(exc: BaseException) -> int:

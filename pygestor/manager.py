@@ -160,6 +160,7 @@ class Manager:
         source policy is closed to local paths outside the configured roots).
         """
         check_dataset_name(name)
+        self.storage.check_root()
         url = url.strip() if isinstance(url, str) else url
         common = {k: options.pop(k) for k in list(options) if k in COMMON_OPTIONS}
         policy = SourcePolicy.for_settings(self.settings, face)
@@ -861,7 +862,10 @@ class _PartitionJob:
         self.storage.put_file(local, self.final)
         if self.storage.is_local:
             return None
-        info = self.storage.info(self.final)
+        try:
+            info = self.storage.info(self.final)
+        except FileNotFoundError:
+            return None  # removed by a concurrent remove: the recorder will not record it
         tag = integrity.entity_tag(info)
         if int(info.get("size") or 0) != size or \
                 (md5 is not None and integrity.md5_matches(tag, md5) is False):

@@ -16,6 +16,8 @@ fault:
 ``status`` answer ``status`` (500, 503...) with an S3-style XML error body
 ``truncate`` send the headers with the full ``Content-Length`` and ``fraction`` of the body,
            then close
+``corrupt`` relay the whole answer with 4 bytes of the body inverted at ``fraction`` of its
+           length (default: the middle): damage in transit that no length check sees
 ========== ===============================================================================
 
 A rule matches on ``method`` and a regular expression searched in the request target (path and
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-FAULTS = ("drop", "reset", "stall", "slow", "status", "truncate")
+FAULTS = ("drop", "reset", "stall", "slow", "status", "truncate", "corrupt")
 _REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
             504: "Gateway Timeout", 429: "Too Many Requests"}
 _S3_CODES = {500: "InternalError", 503: "ServiceUnavailable", 502: "BadGateway",
@@ -264,6 +266,11 @@ class FaultProxy:
                 await asyncio.sleep(rule.seconds)
             _abort(writer, reset=False)
             return False
+        if rule is not None and fault == "corrupt" and len(response_body) >= 4:
+            at = min(int(len(response_body) * (0.5 if rule.fraction is None else rule.fraction)),
+                     len(response_body) - 4)
+            flipped = bytes(b ^ 0xFF for b in response_body[at:at + 4])
+            response_body = response_body[:at] + flipped + response_body[at + 4:]
         if rule is not None and fault == "slow":
             data = response_head + response_body
             step = max(1, rule.rate // 20)

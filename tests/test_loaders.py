@@ -435,7 +435,7 @@ def test_dataset_state_without_loader_and_plain_dataloader(toy):
 
 
 def test_resume_against_changed_data_or_settings_fails_loudly(toy, tmp_path):
-    from pygestor.errors import IntegrityError
+    from pygestor.errors import IntegrityError, SourceError
 
     ds = dataset(toy, columns=["id"], shuffle=True, seed=1)
     iterator = iter(ds)
@@ -451,9 +451,12 @@ def test_resume_against_changed_data_or_settings_fails_loudly(toy, tmp_path):
                 shuffle_buffer=100).load_state_dict(state)
     with pytest.raises(IntegrityError, match="not a PygestorDataset state"):
         ds.load_state_dict({"epoch": 1})
-    # the source changed (other x values, same row counts) and was downloaded again
+    # the source changed (other x values, same row counts): added again and downloaded
     write_source(tmp_path / "src", scale=2.0)
-    toy.download("toy/train", force=True, progress=False)
+    with pytest.raises(SourceError, match="changed since the dataset was added"):
+        toy.download("toy/train", force=True, progress=False)
+    toy.delete_dataset("toy")
+    build(toy, tmp_path / "src")
     changed = dataset(toy, columns=["id"], shuffle=True, seed=1)
     assert changed.num_rows == TOTAL and changed.fingerprint() != ds.fingerprint()
     with pytest.raises(IntegrityError, match="data changed"):

@@ -116,7 +116,6 @@ def test_entry_point_group_registers_a_third_party_pipeline(tmp_path: Path) -> N
     (site / "acme_pipes" / "__init__.py").write_text(textwrap.dedent('''
         import pyarrow as pa
         from pygestor.catalog import Dataset, Partition, Subset
-        from pygestor.pipelines import formats
         from pygestor.pipelines.base import Pipeline
 
         class Ones(Pipeline):
@@ -127,7 +126,7 @@ def test_entry_point_group_registers_a_third_party_pipeline(tmp_path: Path) -> N
                 return Dataset(name=name, pipeline=self.name, subsets={"all": subset})
 
             def fetch(self, dataset, subset, partition, dest, progress):
-                writer = formats.PartitionWriter(dest, None, 100, "zstd")
+                writer = self.open_writer(dest, None, dataset, subset, partition)
                 writer.write(pa.record_batch({"one": [1] * partition.source["n"]}))
                 writer.close()
     '''))

@@ -147,6 +147,7 @@ class Storage:
         self._fs: fsspec.AbstractFileSystem | None = None
         self._fs_pid: int | None = None
         self._root: str | None = None
+        self._root_checked: int | None = None
 
     @classmethod
     def for_settings(cls, settings: Any) -> Storage:
@@ -186,6 +187,25 @@ class Storage:
     def url_of(self, path: str) -> str:
         """A URL other tools (pyarrow, Dask, DuckDB) can open with ``storage_options``."""
         return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    def check_root(self) -> None:
+        """A clear error, once per process, when ``data_dir`` cannot be a storage root: a local
+        path that is a file, or a bucket that does not exist."""
+        if self._root_checked == os.getpid():
+            return
+        root = self.root
+        if self.is_local:
+            if os.path.exists(root) and not os.path.isdir(root):
+                raise StorageError(f"data_dir {root} is a file, not a folder; point data_dir "
+                                   "(--data-dir, PYGESTOR_DATA_DIR or the config file) at a "
+                                   "folder")
+        elif self.protocol in ("s3", "s3a", "gs", "gcs"):
+            bucket = root.split("/", 1)[0]
+            if not self._guard("check", bucket, lambda: self.fs.exists(bucket)):
+                raise StorageError(f"the bucket {bucket!r} of data_dir {self.url} does not exist "
+                                   "(or these credentials cannot see it); create it, or fix "
+                                   "data_dir")
+        self._root_checked = os.getpid()
 
     # ------------------------------------------------------------------ reading
     def exists(self, path: str) -> bool:

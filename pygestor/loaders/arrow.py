@@ -1,12 +1,13 @@
 """Downloaded partitions as Arrow: whole tables, DataFrames, schemas, samples and URLs.
 
-Reads go through ``pyarrow.dataset`` over the storage's filesystem (pyarrow's own local
-filesystem for local roots, fsspec's otherwise), with column projection and filter pushdown to
-row groups.
+Every read goes through :class:`~pygestor.loaders.stream.RowGroupReader`, the one reader of
+partition files: column projection, row groups skipped by their statistics, read-ahead, and
+every footer and page checksum verified, locally and from buckets.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -27,18 +28,6 @@ def partition_paths(manager: Manager, ref: str) -> list[str]:
     """Filesystem paths of the downloaded partitions ``ref`` covers, in catalog order."""
     dataset, parts = manager.downloaded_partitions(ref)
     return [manager.partition_path(dataset.name, s.name, p.name) for s, p in parts]
-
-
-def arrow_filesystem(manager: Manager) -> Any:
-    storage = manager.storage
-    if storage.is_local:
-        return pa.fs.LocalFileSystem()
-    return pa.fs.PyFileSystem(pa.fs.FSSpecHandler(storage.fs))
-
-
-def open_dataset(manager: Manager, ref: str) -> pads.Dataset:
-    paths = partition_paths(manager, ref)
-    return pads.dataset(paths, filesystem=arrow_filesystem(manager), format="parquet")
 
 
 def to_expression(filters: Filters, schema: pa.Schema) -> pads.Expression | None:
@@ -83,78 +72,55 @@ def check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str] | N
 
 
 def load_table(manager: Manager, ref: str, columns: list[str] | None = None,
-               filters: Filters = None) -> pa.Table:
-    if not manager.storage.is_local:
-        return _load_remote(manager, ref, columns, filters)
-    dataset = open_dataset(manager, ref)
-    columns = check_columns(columns, dataset.schema)
-    expression = to_expression(filters, dataset.schema)
-    try:
-        return dataset.to_table(columns=columns, filter=expression)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise ConfigError(f"cannot apply filters {filters!r}: {str(exc).splitlines()[0]}") \
-            from None
+               filters: Filters = None, schema: str | None = None) -> pa.Table:
+    """The downloaded data of ``ref`` as one Arrow table, read through the verified reader
+    (:class:`~pygestor.loaders.stream.RowGroupReader`: footers and page checksums checked).
 
-
-def _remote_files(manager: Manager, ref: str) -> Any:
-    """Parquet files of ``ref`` opened through fsspec, read synchronously in this thread.
-
-    pyarrow's dataset scanner over an fsspec handler leaves read-ahead work on pyarrow's own
-    threads that can still be calling into Python when the interpreter exits (and abort it);
-    whole-file reads finish before they return.
+    ``schema="union"`` reads subsets with different columns together (missing columns are
+    nulls); without it such a read is refused with a message naming the subsets.
     """
-    for path in partition_paths(manager, ref):
-        with manager.storage.open(path, "rb") as handle:
-            yield pq.ParquetFile(handle)
+    from pygestor.loaders.stream import RowGroupReader, Source, default_depth, prefetch
 
-
-def _load_remote(manager: Manager, ref: str, columns: list[str] | None,
-                 filters: Filters) -> pa.Table:
-    tables = []
-    for parquet in _remote_files(manager, ref):
-        schema = parquet.schema_arrow
-        wanted = check_columns(columns, schema)
-        expression = to_expression(filters, schema)
-        needed = None
-        if wanted is not None:
-            needed = list(wanted)
-            if filters is not None:
-                needed += [c for c in _filter_columns(filters) if c not in needed]
-        table = parquet.read(columns=needed)
-        if expression is not None:
-            try:
-                table = table.filter(expression)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-                raise ConfigError(f"cannot apply filters {filters!r}: "
-                                  f"{str(exc).splitlines()[0]}") from None
-        tables.append(table.select(wanted) if wanted is not None else table)
+    source = Source.open(manager, ref, schema)
+    reader = RowGroupReader(source, columns, filters)
+    try:
+        full = reader.schema()
+        wanted = check_columns(columns, full)
+        to_expression(filters, full)  # validates
+        reader.columns = wanted
+        tasks = [(p, i) for p, part in enumerate(source.partitions)
+                 for i, rows in enumerate(part.row_groups) if rows > 0]
+        depth = default_depth(source)
+        tables = list(prefetch(lambda task: reader.read(*task), tasks, depth,
+                               threads=min(depth, os.cpu_count() or 1)))
+    finally:
+        reader.close()
+    if not tables:
+        empty = full if wanted is None else pa.schema([full.field(c) for c in wanted])
+        return empty.empty_table()
     return pa.concat_tables(tables)
 
 
-def _filter_columns(filters: Filters) -> list[str]:
-    if isinstance(filters, pads.Expression):
-        return []
-    groups = filters if isinstance(filters[0], list) else [filters]
-    return [item[0] for group in groups for item in group]
-
-
 def load(manager: Manager, ref: str, columns: list[str] | None = None,
-         filters: Filters = None) -> pd.DataFrame:
-    return load_table(manager, ref, columns, filters).to_pandas()
+         filters: Filters = None, schema: str | None = None) -> pd.DataFrame:
+    return load_table(manager, ref, columns, filters, schema).to_pandas()
 
 
-def schema(manager: Manager, ref: str) -> pa.Schema:
-    """The schema of ``ref``: from the record when known, else from a downloaded partition."""
+def schema(manager: Manager, ref: str, mode: str | None = None) -> pa.Schema:
+    """The schema of ``ref``: from the record when known, else from a downloaded partition's
+    (verified) footer. ``mode="union"``: the union of subsets with different columns."""
+    from pygestor.loaders.stream import RowGroupReader, Source
     from pygestor.pipelines.formats import schema_from_text
 
     target = manager.resolve(ref)
-    record = manager.dataset(target.dataset)
+    record = target.record or manager.dataset(target.dataset)
     subsets = [record.subset(target.subset)] if target.subset else list(record.subsets.values())
-    for subset in subsets:
-        for part in subset.downloaded:
-            path = manager.partition_path(record.name, subset.name, part.name)
-            with manager.storage.open(path, "rb") as handle:
-                return pq.ParquetFile(handle).schema_arrow
+    if any(s.downloaded for s in subsets):
+        reader = RowGroupReader(Source.open(manager, ref, mode))
+        try:
+            return reader.schema()
+        finally:
+            reader.close()
     for subset in subsets:
         if subset.schema:
             return schema_from_text(subset.schema)
@@ -162,25 +128,30 @@ def schema(manager: Manager, ref: str) -> pa.Schema:
     raise AssertionError("unreachable")
 
 
-def sample(manager: Manager, ref: str, n: int = 10) -> pd.DataFrame:
-    """The first ``n`` rows of the first downloaded partitions."""
-    if n < 0:
+def sample(manager: Manager, ref: str, n: int = 10, schema: str | None = None
+           ) -> pd.DataFrame:
+    """The first ``n`` rows of the downloaded partitions (verified like every read)."""
+    from pygestor.loaders.stream import RowGroupReader, Source
+
+    if not isinstance(n, int) or n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
-    if manager.storage.is_local:
-        return open_dataset(manager, ref).head(n).to_pandas()
-    batches: list[pa.RecordBatch] = []
+    reader = RowGroupReader(Source.open(manager, ref, schema))
+    tables: list[pa.Table] = []
     rows = 0
-    schema = None
-    for parquet in _remote_files(manager, ref):
-        schema = parquet.schema_arrow
-        for batch in parquet.iter_batches(batch_size=max(n, 1), use_threads=False):
-            if rows >= n:
-                break
-            batches.append(batch.slice(0, n - rows))
-            rows += batches[-1].num_rows
-        if rows >= n:
-            break
-    return pa.Table.from_batches(batches, schema=schema).to_pandas()
+    try:
+        for p, part in enumerate(reader.source.partitions):
+            for i, count in enumerate(part.row_groups):
+                if rows >= n:
+                    break
+                if count:
+                    table = reader.read(p, i).slice(0, n - rows)
+                    tables.append(table)
+                    rows += table.num_rows
+        full = reader.schema()
+    finally:
+        reader.close()
+    table = pa.concat_tables(tables) if tables else full.empty_table()
+    return table.to_pandas()
 
 
 def urls(manager: Manager, ref: str) -> dict[str, Any]:

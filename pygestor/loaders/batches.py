@@ -52,7 +52,7 @@ def iter_batches(manager: Manager, ref: str, batch_size: int = 65536,
                  columns: list[str] | None = None, filters: Filters = None,
                  format: str = "arrow",  # noqa: A002 - public name
                  *, prefetch_depth: int | None = None,
-                 cache: bool | None = None) -> Iterator[Any]:
+                 cache: bool | None = None, schema: str | None = None) -> Iterator[Any]:
     """Batches of exactly ``batch_size`` rows (the last may be shorter), in catalog order.
 
     Args:
@@ -68,6 +68,8 @@ def iter_batches(manager: Manager, ref: str, batch_size: int = 65536,
             enough for ~96 MB in flight from an object store; 0 disables read-ahead).
         cache: copy partitions from an object store into ``settings.cache_dir`` and read them
             from there (None: when ``cache_dir`` is set).
+        schema: ``"union"`` to read subsets with different columns together (missing columns
+            are nulls); such a read is refused otherwise.
 
     Errors in the arguments (unknown columns, bad filters, nothing downloaded) are raised
     here, before the first batch is asked for.
@@ -77,11 +79,11 @@ def iter_batches(manager: Manager, ref: str, batch_size: int = 65536,
         raise ConfigError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if prefetch_depth is not None and (not isinstance(prefetch_depth, int) or prefetch_depth < 0):
         raise ConfigError(f"prefetch_depth must be an integer >= 0, got {prefetch_depth!r}")
-    source = Source.open(manager, ref)
+    source = Source.open(manager, ref, schema)
     reader = RowGroupReader(source, columns, filters, cache=cache)
-    schema = reader.schema()  # the first footer (and maybe row group): kept for reading
-    columns = check_columns(columns, schema)
-    to_expression(filters, schema)  # validates
+    full = reader.schema()  # the first footer (and maybe row group): kept for reading
+    columns = check_columns(columns, full)
+    to_expression(filters, full)  # validates
     reader.columns = columns
     depth = default_depth(source) if prefetch_depth is None else prefetch_depth
     tasks = [(p, i) for p, part in enumerate(source.partitions)

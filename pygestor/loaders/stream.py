@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,9 +40,16 @@ import pyarrow.parquet as pq
 
 from pygestor.backends.retry import TransientError, call_with_retries
 from pygestor.backends.storage import Storage
-from pygestor.catalog import Dataset, Reference
+from pygestor.catalog import Dataset
 from pygestor.config import Settings
-from pygestor.errors import ConfigError, IntegrityError, NotDownloadedError
+from pygestor.errors import (
+    ConfigError,
+    IntegrityError,
+    NotDownloadedError,
+    PartialDataWarning,
+    SourceError,
+    short_text,
+)
 
 if TYPE_CHECKING:
     from pygestor.loaders.cache import PartitionCache
@@ -77,6 +85,7 @@ class PartitionRef:
     row_groups: tuple[int, ...]
     footer: tuple[int, int] | None
     checksum: str | None
+    footer_checksum: str | None = None
 
 
 class Source:
@@ -87,12 +96,16 @@ class Source:
     """
 
     def __init__(self, settings: Settings, ref: str, dataset: str,
-                 partitions: Sequence[PartitionRef], is_local: bool) -> None:
+                 partitions: Sequence[PartitionRef], is_local: bool,
+                 schema: pa.Schema | None = None) -> None:
         self.settings = settings
         self.ref = ref
         self.dataset = dataset
         self.partitions = tuple(partitions)
         self.is_local = is_local
+        #: the schema every row group is conformed to (several subsets read with
+        #: ``schema="union"``); None: as stored
+        self.schema = schema
         counts = [len(p.row_groups) for p in self.partitions]
         self.rg_partition = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         self.rg_index = np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) \
@@ -102,19 +115,29 @@ class Source:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def open(cls, manager: Manager, ref: str) -> Source:
-        """Read the catalog once: the downloaded partitions of ``ref`` in catalog order."""
-        record, target = _read_target(manager, ref)
-        subsets = [record.subset(target.subset)] if target.subset \
-            else list(record.subsets.values())
-        if target.partition:
-            selected = [(subsets[0], subsets[0].partition(target.partition))]
-        else:
-            selected = [(s, p) for s in subsets for p in s.partitions]
+    def open(cls, manager: Manager, ref: str, schema: str | None = None) -> Source:
+        """Read the catalog once: the downloaded partitions of ``ref`` in catalog order.
+
+        Args:
+            manager: the storage root and catalog.
+            ref: a dataset, subset or partition reference.
+            schema: how subsets with different columns are read together: refused (None or
+                ``"strict"``, the error names them) or ``"union"`` (missing columns are nulls,
+                types widened where lossless).
+
+        Reading a reference of which only some partitions are downloaded follows the
+        ``partial_reads`` setting: a warning (once per process and reference), an error, or
+        nothing.
+        """
+        from pygestor.schemas import check_mode
+
+        mode = check_mode(schema)
+        record, selected = manager._select(ref)
         ready = [(s, p) for s, p in selected if p.downloaded]
         if not ready:
             raise NotDownloadedError(f"nothing of {ref!r} is downloaded yet ({len(selected)} "
                                      f"partitions registered); run 'pygestor download {ref}'")
+        _check_partial(manager.settings, ref, len(ready), len(selected))
         parts = []
         for subset, part in ready:
             if part.size is None or part.row_groups is None:
@@ -122,12 +145,15 @@ class Source:
                                      "lacks its size or row groups; run 'pygestor verify "
                                      f"{record.name} --repair'")
             parts.append(PartitionRef(
-                name=f"{subset.name}/{part.name}",
+                name=f"{record.name}/{subset.name}/{part.name}",
                 path=manager.partition_path(record.name, subset.name, part.name),
                 size=int(part.size), row_groups=tuple(int(n) for n in part.row_groups),
                 footer=tuple(part.footer) if part.footer else None,  # type: ignore[arg-type]
-                checksum=part.checksum))
-        source = cls(manager.settings, ref, record.name, parts, manager.storage.is_local)
+                checksum=part.checksum, footer_checksum=part.footer_checksum))
+        subsets = list(dict.fromkeys(s.name for s, _ in ready))
+        unified = _subsets_schema(record, subsets, mode)
+        source = cls(manager.settings, ref, record.name, parts, manager.storage.is_local,
+                     schema=unified)
         source._storage = manager.storage
         return source
 
@@ -176,10 +202,45 @@ class Source:
         return PartitionCache(self.settings.cache_dir, self.settings.cache_max_bytes)
 
 
-def _read_target(manager: Manager, ref: str) -> tuple[Dataset, Reference]:
-    """Resolve ``ref``; the record read while resolving is reused (one GET per candidate)."""
-    target = manager.catalog.resolve(ref)
-    return target.record or manager.catalog.read(target.dataset), target
+_PARTIAL_WARNED: set[tuple[str, str, int, int]] = set()
+
+
+def _check_partial(settings: Settings, ref: str, ready: int, total: int) -> None:
+    """Say once that a read covers only the downloaded partitions (``partial_reads``)."""
+    if ready == total or settings.partial_reads == "allow":
+        return
+    message = (f"{ref!r}: reading {ready} of {total} partitions; the other {total - ready} are "
+               f"not downloaded ('pygestor download {ref}' fetches them)")
+    if settings.partial_reads == "error":
+        raise NotDownloadedError(f"{message}. This job asks for complete data "
+                                 "(partial_reads = 'error')")
+    key = (settings.data_dir, ref, ready, total)
+    if key not in _PARTIAL_WARNED:
+        _PARTIAL_WARNED.add(key)
+        warnings.warn(message, PartialDataWarning, stacklevel=4)
+
+
+def _subsets_schema(record: Dataset, subsets: list[str], mode: str) -> pa.Schema | None:
+    """None when the subsets read share their columns; their union with ``mode="union"``;
+    an error naming them otherwise."""
+    if len(subsets) < 2:
+        return None
+    from pygestor.pipelines.formats import schema_from_text
+    from pygestor.schemas import reconcile
+
+    known = [(name, record.subsets[name].schema) for name in subsets]
+    if any(text is None for _, text in known):
+        return None  # schemas unknown (older records): read as stored
+    schemas = [(name, schema_from_text(text)) for name, text in known]  # type: ignore[arg-type]
+    if all(s.equals(schemas[0][1]) for _, s in schemas[1:]):
+        return None
+    try:
+        unified = reconcile(schemas, mode, what="subset", fix=f"read one subset of "
+                            f"{record.name!r} at a time")
+    except SourceError as exc:
+        raise ConfigError(f"{record.name!r} covers subsets with different columns: {exc}") \
+            from None
+    return unified
 
 
 # ============================================================================================
@@ -441,8 +502,11 @@ class RowGroupReader:
         return future.result()
 
     def schema(self) -> pa.Schema:
-        """The Arrow schema of the first partition (whose first row group, when it will be read
-        whole, is fetched in the same round trip as the footer)."""
+        """The Arrow schema of the rows (the first partition's, whose first row group, when it
+        will be read whole, is fetched in the same round trip as the footer; or the union of
+        the subsets read with ``schema="union"``)."""
+        if self.source.schema is not None:
+            return self.source.schema
         if self._speculating(0, 0):
             with self._lock:
                 known = 0 in self._metadata
@@ -457,36 +521,94 @@ class RowGroupReader:
 
     def _load_metadata(self, p: int, speculate: tuple[int, int] | None = None
                        ) -> pq.FileMetaData:
-        part = self.source.partitions[p]
+        """The footer of partition ``p``, checked against the record (checksum of its bytes,
+        row groups); a remote footer that fails the check is fetched once more (bytes can be
+        damaged in transit) before the partition is declared damaged."""
         local = self._local_path(p)
-        if local is not None:
-            return self._local_file(p, local).metadata
+        for attempt in (0, 1):
+            raw = self._local_footer(p, local) if local is not None else \
+                self._remote_footer(p, speculate if attempt == 0 else None)
+            try:
+                return self._check_footer(p, raw)
+            except IntegrityError:
+                if local is not None or attempt == 1:
+                    raise
+                log.warning("footer of %s failed its check; fetching it again", self.source.url(p))
+                with self._lock:
+                    self._speculated.pop(p, None)
+        raise AssertionError("unreachable")
+
+    def _local_footer(self, p: int, path: str) -> bytes:
+        part = self.source.partitions[p]
+        try:
+            with open(path, "rb") as handle:
+                if part.footer:
+                    handle.seek(part.footer[0])
+                    return handle.read(part.footer[1])
+                handle.seek(max(0, part.size - TAIL_GUESS))
+                return handle.read()
+        except FileNotFoundError:
+            raise self._missing(p) from None
+        except OSError as exc:
+            raise self._damaged(p, f"cannot be read ({short_text(exc)})") from None
+
+    def _remote_footer(self, p: int, speculate: tuple[int, int] | None) -> bytes:
+        part = self.source.partitions[p]
         fs = self.source.storage.fs
-        if part.footer and speculate is not None:
-            start, length = part.footer
-            ranges = [(start, start + length), speculate]
-            raw, blob = self._fetch(lambda: [data for _, data in _join_adjacent(
-                ranges, fs.cat_ranges([part.path] * 2, [a for a, _ in ranges],
-                                      [b for _, b in ranges]))],
-                p, "footer and first row group", requests=2)
-            with self._lock:
-                self._speculated[p] = (speculate[0], blob)
-        elif part.footer:
-            start, length = part.footer
-            raw = self._fetch(lambda: fs.cat_file(part.path, start=start, end=start + length),
-                              p, "footer")
-        else:
-            tail = self._fetch(lambda: fs.cat_file(part.path, start=max(0, part.size - TAIL_GUESS),
+        try:
+            if part.footer and speculate is not None:
+                start, length = part.footer
+                ranges = [(start, start + length), speculate]
+                raw, blob = self._fetch(lambda: [data for _, data in _join_adjacent(
+                    ranges, fs.cat_ranges([part.path] * 2, [a for a, _ in ranges],
+                                          [b for _, b in ranges]))],
+                    p, "footer and first row group", requests=2)
+                with self._lock:
+                    self._speculated[p] = (speculate[0], blob)
+                return raw
+            if part.footer:
+                start, length = part.footer
+                return self._fetch(lambda: fs.cat_file(part.path, start=start,
+                                                       end=start + length), p, "footer")
+            return self._fetch(lambda: fs.cat_file(part.path, start=max(0, part.size - TAIL_GUESS),
                                                    end=part.size), p, "footer")
-            length = int.from_bytes(tail[-8:-4], "little") + 8
-            if length > len(tail):
-                tail = self._fetch(lambda: fs.cat_file(part.path, start=part.size - length,
-                                                       end=part.size), p, "footer")
-            raw = tail[-length:]
+        except FileNotFoundError:
+            raise self._missing(p) from None
+
+    def _check_footer(self, p: int, raw: bytes) -> pq.FileMetaData:
+        """Parse a footer after checking its bytes, and that it describes the recorded rows."""
+        from pygestor.integrity import footer_checksum
+
+        part = self.source.partitions[p]
+        if part.footer_checksum and footer_checksum(raw) != part.footer_checksum:
+            raise self._damaged(p, "its footer differs from the one recorded")
         if raw[-4:] != b"PAR1":
-            raise IntegrityError(f"{self.source.url(p)} does not end with a parquet footer; "
-                                 "run 'pygestor verify' on it")
-        return pq.read_metadata(pa.BufferReader(raw))
+            raise self._damaged(p, "it does not end with a parquet footer")
+        length = int.from_bytes(raw[-8:-4], "little") + 8
+        if length > len(raw):
+            raise self._damaged(p, "its footer length is wrong")
+        try:
+            metadata = pq.read_metadata(pa.BufferReader(raw[-length:]))
+        except (pa.ArrowException, OSError) as exc:
+            raise self._damaged(p, f"its footer cannot be parsed ({short_text(exc)})") from None
+        found = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        if found != list(part.row_groups):
+            raise self._damaged(p, "its row groups differ from the recorded ones")
+        return metadata
+
+    def _damaged(self, p: int, what: str) -> IntegrityError:
+        part = self.source.partitions[p]
+        dataset = self.source.dataset
+        return IntegrityError(f"partition {part.name} is damaged: {what}; nothing of it was "
+                              f"returned. Run 'pygestor verify {dataset} --repair' (the file is "
+                              f"set aside) and 'pygestor download {self.source.ref}' to fetch it "
+                              "again")
+
+    def _missing(self, p: int) -> IntegrityError:
+        part = self.source.partitions[p]
+        return IntegrityError(f"partition {part.name} is recorded as downloaded but its file is "
+                              f"gone (removed meanwhile?); run 'pygestor verify "
+                              f"{self.source.dataset} --repair' and read again")
 
     def _prepare(self, p: int) -> tuple[list[str] | None, dict[str, list[int]],
                                          pq.FileMetaData]:
@@ -503,6 +625,8 @@ class RowGroupReader:
             if self.columns is not None:
                 extra = [c for c in filter_columns(self.filters, schema) if c not in self.columns]
                 wanted = [*self.columns, *extra]
+            if self.source.schema is not None and wanted is not None:
+                wanted = [c for c in wanted if c in schema.names]  # the others become nulls
             known = (wanted, leaves)
             with self._lock:
                 self._layout[p] = known
@@ -522,13 +646,33 @@ class RowGroupReader:
             leaf_first = {name: idx[0] for name, idx in leaves.items() if len(idx) == 1}
             if not row_group_may_match(row_group, leaf_first, self._groups):
                 return self._empty(metadata, columns)
+        return self._finish(self._read_verified(p, i, columns, leaves, metadata))
+
+    def _read_verified(self, p: int, i: int, columns: list[str] | None,
+                       leaves: dict[str, list[int]], metadata: pq.FileMetaData) -> pa.Table:
+        """Row group ``i`` with every page checksum verified and its row count checked; remote
+        bytes that fail are fetched once more (damage in transit) before the partition is
+        declared damaged."""
         local = self._local_path(p)
-        if local is not None:
-            table = self._local_file(p, local).read_row_group(i, columns=columns,
-                                                              use_threads=True)
-        else:
-            table = self._read_remote(p, i, columns, leaves, metadata)
-        return self._finish(table)
+        expected = self.source.partitions[p].row_groups[i]
+        for attempt in (0, 1):
+            try:
+                if local is not None:
+                    table = self._local_file(p, local, metadata).read_row_group(
+                        i, columns=columns, use_threads=True)
+                else:
+                    table = self._read_remote(p, i, columns, leaves, metadata)
+                if table.num_rows == expected:
+                    return table
+                what = f"row group {i} holds {table.num_rows} rows, not {expected}"
+            except FileNotFoundError:
+                raise self._missing(p) from None
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                what = f"row group {i} cannot be read ({short_text(exc)})"
+            if local is not None or attempt == 1:
+                raise self._damaged(p, what)
+            log.warning("%s: %s; fetching it again", self.source.url(p), what)
+        raise AssertionError("unreachable")
 
     def count(self, p: int, i: int) -> int:
         """How many rows of row group ``i`` of partition ``p`` pass the filters."""
@@ -537,6 +681,14 @@ class RowGroupReader:
         return self.read(p, i).num_rows
 
     def _finish(self, table: pa.Table) -> pa.Table:
+        if self.source.schema is not None:
+            from pygestor.pipelines.formats import conform
+
+            union = self.source.schema
+            if self.columns is not None:
+                keep = set(self.columns) | set(filter_columns(self.filters, union))
+                union = pa.schema([f for f in union if f.name in keep])
+            table = conform(table, union, fill_missing=True)
         if self.filters is not None:
             if self._expression is None:
                 from pygestor.loaders.arrow import to_expression
@@ -552,9 +704,9 @@ class RowGroupReader:
         return table
 
     def _empty(self, metadata: pq.FileMetaData, columns: list[str] | None) -> pa.Table:
-        schema = metadata.schema.to_arrow_schema()
+        schema = self.source.schema or metadata.schema.to_arrow_schema()
         if columns is not None:
-            schema = pa.schema([schema.field(c) for c in columns])
+            schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
         table = schema.empty_table()
         return table.select(self.columns) if self.columns is not None else table
 
@@ -596,8 +748,8 @@ class RowGroupReader:
                 p, f"row group {i}", requests=len(ranges))
         sparse = SparseFile(parts, part.size, fallback=lambda a, b: self._fetch(
             lambda: fs.cat_file(part.path, start=a, end=b), p, "extra range"))
-        table = pq.ParquetFile(sparse, metadata=metadata).read_row_group(
-            i, columns=columns, use_threads=True)
+        table = pq.ParquetFile(sparse, metadata=metadata, page_checksum_verification=True
+                               ).read_row_group(i, columns=columns, use_threads=True)
         if sparse.misses:
             log.debug("%s row group %d: %d reads outside the planned ranges",
                       self.source.url(p), i, sparse.misses)
@@ -622,7 +774,7 @@ class RowGroupReader:
                                                        p, "partition"),
                                what=self.source.url(p), checksum=part.checksum)
 
-    def _local_file(self, p: int, path: str) -> pq.ParquetFile:
+    def _local_file(self, p: int, path: str, metadata: pq.FileMetaData) -> pq.ParquetFile:
         """The open reader of a local partition for this thread (pyarrow's reader is not shared
         between threads). One per thread: an open reader keeps the buffers of its last read
         (the compressed column chunks of a row group), so readers of partitions this thread
@@ -632,7 +784,7 @@ class RowGroupReader:
             current = self._local_files.get(key)
         if current is not None and current[0] == p:
             return current[1]
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, metadata=metadata, page_checksum_verification=True)
         with self._lock:
             self._local_files[key] = (p, parquet)
         if current is not None:

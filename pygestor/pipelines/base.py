@@ -90,12 +90,14 @@ class Pipeline:
     def open_writer(self, dest: str, schema: pa.Schema | None, dataset: Dataset,
                     subset: Subset, partition: Partition) -> PartitionWriter:
         """The writer of one partition file: settings' row groups and codec, page checksums,
-        and the file's provenance in its footer (what :func:`provenance` describes)."""
+        columns matched by name (missing ones as nulls with ``schema="union"``), and the
+        file's provenance in its footer (what :func:`provenance` describes)."""
         from pygestor.pipelines.formats import PartitionWriter
 
         return PartitionWriter(dest, schema, self.settings.row_group_size,
                                self.settings.compression,
-                               provenance=provenance(dataset, subset, partition))
+                               provenance=provenance(dataset, subset, partition),
+                               fill_missing=dataset.options.get("schema") == "union")
 
     # ------------------------------------------------------------------ upstream changes
     def check_updates(self, dataset: Dataset) -> dict[str, Any]:
@@ -129,7 +131,7 @@ def provenance(dataset: Dataset, subset: Subset, partition: Partition) -> dict[s
 
     schema = hashlib.sha256((subset.schema or "").encode()).hexdigest()[:32]
     return {"format": 1, "pipeline": dataset.pipeline, "dataset": dataset.name,
-            "url": dataset.url, "dataset_options": dataset.options,
+            "url": dataset.url, "dataset_options": conversion_options(dataset.options),
             "revision": dataset.revision, "subset": subset.name, "partition": partition.name,
             "options": conversion_options(dataset.options), "schema": schema,
             "source": partition.source}

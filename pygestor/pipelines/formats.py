@@ -522,9 +522,9 @@ def read_provenance(metadata: pq.FileMetaData) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def conform(batch: pa.RecordBatch, schema: pa.Schema, *,
-            fill_missing: bool = False) -> pa.RecordBatch:
-    """``batch`` with the columns of ``schema``, matched by name and cast to its types.
+def conform(batch: Any, schema: pa.Schema, *, fill_missing: bool = False) -> Any:
+    """``batch`` (a RecordBatch or Table) with the columns of ``schema``, matched by name and
+    cast to its types.
 
     A cast that would lose information (an overflow, a value that does not parse) is an error,
     and so is a column ``schema`` lacks; a column the batch lacks is an error unless
@@ -532,6 +532,8 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema, *,
     """
     extra = [name for name in batch.schema.names if schema.get_field_index(name) < 0]
     missing = [f.name for f in schema if batch.schema.get_field_index(f.name) < 0]
+    if batch.schema.equals(schema):
+        return batch
     if extra or (missing and not fill_missing):
         parts = []
         if missing:
@@ -554,4 +556,6 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema, *,
                 raise SourceError(f"column {field.name!r} cannot be stored as {field.type}: "
                                   f"{short_text(exc)}") from None
         arrays.append(column)
+    if isinstance(batch, pa.Table):
+        return pa.Table.from_arrays(arrays, schema=schema)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
