@@ -162,6 +162,21 @@ def case_raw_torch(ctx: dict[str, Any]) -> Run:
     return run
 
 
+def unverified() -> None:
+    """Switch off footer and page checksum verification in this (benchmark) process, to
+    measure what verification costs; Pygestor itself always verifies."""
+    from pygestor.loaders.stream import RowGroupReader
+
+    RowGroupReader.verify = False
+
+
+def case_load(ctx: dict[str, Any]) -> Run:
+    pygestor = _pygestor(ctx)
+    run = Run()
+    run.add(pygestor.load_table(ctx["ref"]).num_rows)
+    return run
+
+
 def case_pygestor(ctx: dict[str, Any], fmt: str = "arrow", batch: int = ARROW_BATCH,
                   **settings: Any) -> Run:
     pygestor = _pygestor(ctx, **settings)
@@ -279,12 +294,19 @@ CASES: dict[str, tuple[str, Any]] = {
     # name: (label, function)
     "raw_arrow": ("raw pq.ParquetFile.iter_batches (ceiling)", case_raw_arrow),
     "pyg_arrow": ("pygestor.iter_batches arrow", case_pygestor),
+    "pyg_arrow_unverified": ("  ... same, checksums not verified [3]",
+                             lambda ctx: (unverified(), case_pygestor(ctx))[1]),
+    "pyg_load": ("pygestor.load_table", case_load),
+    "pyg_load_unverified": ("  ... same, checksums not verified [3]",
+                            lambda ctx: (unverified(), case_load(ctx))[1]),
     "pyg_numpy": ("pygestor.iter_batches numpy",
                   lambda ctx: case_pygestor(ctx, fmt="numpy")),
     "raw_torch": ("raw pyarrow -> torch, batches of 256", case_raw_torch),
     "loader0": ("DataLoader(PygestorDataset) 0 workers",
                 lambda ctx: case_loader(ctx, plain=True)),
     "pdl0": ("PygestorDataLoader 0 workers", case_loader),
+    "pdl0_unverified": ("  ... same, checksums not verified [3]",
+                        lambda ctx: (unverified(), case_loader(ctx))[1]),
     "pdl0_stack": ("  ... stacked features", lambda ctx: case_loader(ctx, stack=True)),
     "loader2_stack": ("DataLoader(..) 2 workers, stacked",
                       lambda ctx: case_loader(ctx, 2, True, plain=True)),
@@ -302,6 +324,8 @@ CASES: dict[str, tuple[str, Any]] = {
     "s3_naive": ("S3: naive sequential s3fs + pyarrow", case_s3_naive),
     "s3_fsspec": ("S3: fsspec.parquet pre-caching", case_s3_fsspec_parquet),
     "s3_pyg_arrow": ("S3: pygestor.iter_batches arrow", case_pygestor),
+    "s3_pyg_unverified": ("S3: ... same, checksums not verified [3]",
+                          lambda ctx: (unverified(), case_pygestor(ctx))[1]),
     "s3_warm": ("S3: ... same, warm client [2]", case_warm),
     "s3_loader2": ("S3: PygestorDataLoader 2 workers", lambda ctx: case_loader(ctx, 2, True)),
     "s3_cached": ("S3: iter_batches, 2nd epoch from cache [2]", case_cached_second_epoch),
@@ -439,7 +463,7 @@ def main() -> None:
         four.mkdir()
         for copy in range(4):
             for path in source:
-                os.symlink(path, four / f"c{copy}-{path.name}")
+                os.link(path, four / f"c{copy}-{path.name}")  # a symlink out is not followed
         data_dir = str(work / "data")
         seconds = register(data_dir, "bench", work / "src")
         seconds4 = register(data_dir, "bench4x", four)
@@ -459,7 +483,9 @@ def main() -> None:
 
         ctx1, ctx4 = local_ctx("bench"), local_ctx("bench4x")
         results: dict[str, dict[str, Any]] = {}
-        order = ["raw_arrow", "pyg_arrow", "pyg_numpy", "raw_torch", "loader0", "pdl0",
+        order = ["raw_arrow", "pyg_arrow", "pyg_arrow_unverified", "pyg_load",
+                 "pyg_load_unverified", "pyg_numpy", "raw_torch", "loader0", "pdl0",
+                 "pdl0_unverified",
                  "pdl0_stack", "loader2_stack", "pdl2", "pdl2_stack", "hf_arrow", "hf_torch",
                  "hf_torch_iter", "hf_torch2", "loader0_shuffle", "loader0_shuffle_4x",
                  "pyg_arrow_4x"]
@@ -491,7 +517,8 @@ def main() -> None:
             urls = pygestor.urls("bench")["urls"]
             s3ctx = {"data_dir": s3_dir, "options": s3_options(proxy.port), "ref": "bench",
                      "paths": urls, "repeat": 1}
-            s3_order = ["s3_naive", "s3_fsspec", "s3_pyg_arrow", "s3_warm", "s3_loader2",
+            s3_order = ["s3_naive", "s3_fsspec", "s3_pyg_arrow", "s3_pyg_unverified", "s3_warm",
+                        "s3_loader2",
                         "s3_cached", "s3_hf_arrow"]
             for name in s3_order:
                 if name.startswith("s3_hf") and not has_hf:
@@ -537,6 +564,8 @@ def report(results: dict[str, dict[str, Any]], order: list[str], s3_order: list[
     print("[2] second pass in the same process: [warm] the s3fs client exists already "
           "(time to first batch without its ~0.2 s creation); [cache] partitions copied to "
           "a local cache by the first pass")
+    print("[3] RowGroupReader.verify switched off in that case's process: what verifying "
+          "footers and page checksums costs (Pygestor always verifies)")
     print()
     targets(results)
     for note in notes:
@@ -563,6 +592,13 @@ def targets(results: dict[str, dict[str, Any]]) -> None:
 
     print("Targets:")
     check("iter_batches arrow / pyarrow ceiling", ratio("pyg_arrow", "raw_arrow"), 0.9)
+    check("verified / unverified: iter_batches", ratio("pyg_arrow", "pyg_arrow_unverified"),
+          0.95)
+    check("verified / unverified: load_table", ratio("pyg_load", "pyg_load_unverified"), 0.95)
+    check("verified / unverified: PygestorDataLoader 0 workers",
+          ratio("pdl0", "pdl0_unverified"), 0.95)
+    check("verified / unverified: S3 iter_batches", ratio("s3_pyg_arrow", "s3_pyg_unverified"),
+          0.95)
     plain0, best0 = rate("loader0"), rate("pdl0")
     raw_torch = rate("raw_torch")
     hf_torch = max(filter(None, [rate("hf_torch"), rate("hf_torch_iter")]), default=None)

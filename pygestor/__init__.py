@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _API = ("configure", "get_manager", "add_dataset", "list_datasets", "info", "list_subsets",
         "list_partitions", "download", "remove", "delete_dataset", "verify", "load",

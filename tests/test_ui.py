@@ -42,7 +42,7 @@ def make_manager(root: Path, **overrides) -> Manager:
 
 @pytest.fixture
 def manager(tmp_path: Path):
-    manager = make_manager(tmp_path)
+    manager = make_manager(tmp_path, source_roots=[str(tmp_path)])
     ui_app.set_manager(manager)
     yield manager
     ui_app.set_manager(None)
@@ -211,6 +211,9 @@ async def test_add_dataset_errors_are_clear_messages(user: User, manager, toy, t
         ("../escape", str(toy), "name"),                               # invalid name
         ("toy", str(toy), "already registered"),                       # taken
         ("", str(toy), "Give the dataset a name"),                     # empty
+        ("etc", "/etc", "outside the folders sources may come from"),   # outside the roots
+        ("link", "http://169.254.169.254/latest/", "link-local"),      # metadata service
+        ("creds", "http://bob:PASSWORD@example.com/t.csv", "user name or password"),
     ]
     for name, url, expected in cases:
         the(user, "add-name").value = name
@@ -221,6 +224,7 @@ async def test_add_dataset_errors_are_clear_messages(user: User, manager, toy, t
         await user.should_not_see(marker="add-busy")
     assert notified(user, "Could not add the dataset")
     assert manager.catalog.names() == ["toy"]
+    assert "PASSWORD" not in error.text
     user.find(marker="add-cancel").click()
     await user.should_not_see(marker="add-name")
 

@@ -78,7 +78,8 @@ def keep_pygestor_modules():
 @pytest.fixture
 def manager(tmp_path: Path):
     settings = Settings.load(data_dir=str(tmp_path / "data"), partition_size="60KB",
-                             row_group_size=1000, retries=2, retry_backoff=0.01, env={})
+                             row_group_size=1000, retries=2, retry_backoff=0.01, env={},
+                             source_roots=[str(tmp_path)])
     manager = Manager(settings)
     ui_app.set_manager(manager)
     yield manager

@@ -31,7 +31,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -456,6 +456,10 @@ class RowGroupReader:
             (None: whenever ``cache_dir`` is set).
     """
 
+    #: verify footers against the record and page checksums (always, in Pygestor; the loader
+    #: benchmark switches it off in a process of its own to measure what verification costs)
+    verify: ClassVar[bool] = True
+
     def __init__(self, source: Source, columns: list[str] | None = None,
                  filters: Any = None, cache: bool | None = None) -> None:
         self.source = source
@@ -580,7 +584,8 @@ class RowGroupReader:
         from pygestor.integrity import footer_checksum
 
         part = self.source.partitions[p]
-        if part.footer_checksum and footer_checksum(raw) != part.footer_checksum:
+        if self.verify and part.footer_checksum and \
+                footer_checksum(raw) != part.footer_checksum:
             raise self._damaged(p, "its footer differs from the one recorded")
         if raw[-4:] != b"PAR1":
             raise self._damaged(p, "it does not end with a parquet footer")
@@ -748,7 +753,7 @@ class RowGroupReader:
                 p, f"row group {i}", requests=len(ranges))
         sparse = SparseFile(parts, part.size, fallback=lambda a, b: self._fetch(
             lambda: fs.cat_file(part.path, start=a, end=b), p, "extra range"))
-        table = pq.ParquetFile(sparse, metadata=metadata, page_checksum_verification=True
+        table = pq.ParquetFile(sparse, metadata=metadata, page_checksum_verification=self.verify
                                ).read_row_group(i, columns=columns, use_threads=True)
         if sparse.misses:
             log.debug("%s row group %d: %d reads outside the planned ranges",
@@ -784,7 +789,8 @@ class RowGroupReader:
             current = self._local_files.get(key)
         if current is not None and current[0] == p:
             return current[1]
-        parquet = pq.ParquetFile(path, metadata=metadata, page_checksum_verification=True)
+        parquet = pq.ParquetFile(path, metadata=metadata,
+                                 page_checksum_verification=self.verify)
         with self._lock:
             self._local_files[key] = (p, parquet)
         if current is not None:

@@ -98,6 +98,7 @@ def dataset_row(summary: dict[str, Any]) -> dict[str, Any]:
         "fraction": round(done / parts, 4) if parts else 0.0,
         "updated_at": summary.get("updated_at") or "",
         "updated_label": when(summary.get("updated_at")),
+        "damaged": summary.get("damaged") or "",
     }
 
 

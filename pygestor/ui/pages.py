@@ -92,7 +92,9 @@ _SOURCE_CELL = """
 </q-td>"""
 _MODALITY_CELL = """
 <q-td :props="props">
-  <q-badge v-if="props.value" outline color="primary" :label="props.value" />
+  <q-badge v-if="props.row.damaged" color="negative" label="damaged record"
+    :title="props.row.damaged" data-testid="damaged" />
+  <q-badge v-else-if="props.value" outline color="primary" :label="props.value" />
   <span v-else class="pg-muted">-</span>
 </q-td>"""
 _DOWNLOADED_CELL = """
@@ -113,7 +115,9 @@ def load_overview() -> tuple[list[dict[str, Any]], dict[str, int]]:
     summaries = manager.list_datasets()
     pending: dict[str, int] = {}
     for summary in summaries:
-        if summary["downloaded"] == 0:
+        if "damaged" in summary:
+            pending[summary["name"]] = 0
+        elif summary["downloaded"] == 0:
             pending[summary["name"]] = summary["source_bytes"] or 0
         elif summary["downloaded"] >= summary["partitions"]:
             pending[summary["name"]] = 0
@@ -249,7 +253,7 @@ async def add_dataset_dialog() -> str | None:
         try:
             dataset = await run.io_bound(
                 manager.add_dataset, name_input.value.strip(),
-                (url_input.value or "").strip() or None, pipeline=pipeline.value,
+                (url_input.value or "").strip() or None, pipeline=pipeline.value, face="ui",
                 description=(description_input.value or "").strip() or None,
                 modality=(modality_input.value or "").strip() or None)
         except Exception as exc:  # every failure is shown in the dialog
