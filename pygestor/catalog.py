@@ -94,6 +94,9 @@ class Partition:
     footer_checksum: str | None = None
     etag: str | None = None
     downloaded_at: str | None = None
+    #: how many times the partition was removed: a download records its file only if no
+    #: remove happened since it read the record (a remove may have deleted what it placed)
+    generation: int | None = None
 
     @property
     def downloaded(self) -> bool:
@@ -102,6 +105,7 @@ class Partition:
     def mark_removed(self) -> None:
         for key in self.STORED:
             setattr(self, key, None)
+        self.generation = (self.generation or 0) + 1
 
     def copy_stored(self, other: Partition) -> None:
         """Take ``other``'s stored state (the file it describes is this partition's)."""
@@ -404,45 +408,46 @@ class Catalog:
 
     # ------------------------------------------------------------------ writing
     def write(self, dataset: Dataset) -> None:
+        """Replace a record as it is (no merge with a concurrent change: see :meth:`update`)."""
         dataset.updated_at = now()
         self.storage.write_bytes(self.record_path(dataset.name), dataset.to_json())
 
     def create(self, dataset: Dataset) -> None:
-        """Write a new record; an error if the name is taken."""
+        """Write a new record; an error if the name is taken (also by a concurrent add)."""
         check_dataset_name(dataset.name)
         self.storage.check_root()
-        path = self.record_path(dataset.name)
-        with self.storage.lock(path):
-            if self.storage.exists(path):
-                raise AlreadyExistsError(f"dataset {dataset.name!r} is already registered; "
-                                         "pick another name or delete it first")
-            self.write(dataset)
+        dataset.updated_at = now()
+        try:
+            self.storage.create_bytes(self.record_path(dataset.name), dataset.to_json())
+        except FileExistsError:
+            raise AlreadyExistsError(f"dataset {dataset.name!r} is already registered; pick "
+                                     "another name or delete it first") from None
 
     def update(self, name: str, change: Callable[[Dataset], T],
                after: Callable[[], None] | None = None) -> T:
-        """Apply ``change`` to the latest record under the dataset's lock and save it.
+        """Apply ``change`` to the latest record and save it, losing no concurrent update.
 
-        ``after`` runs once the record is saved, still under the lock (e.g. deleting the files
-        the change marked removed, so no concurrent download can record them in between).
+        How depends on the storage (:meth:`~pygestor.backends.storage.Storage.transact`): under
+        a lock, or compare-and-swap, in which case ``change`` runs again on the winner's record
+        after a conflict (so it must only change the record it is given, and compute its
+        result from it). ``after`` runs once the record is saved (e.g. deleting the files the
+        change marked removed).
         """
         path = self.record_path(name)
-        with self.storage.lock(path):
-            dataset = self.read(name)
-            result = change(dataset)
-            self.write(dataset)
-            if after is not None:
-                after()
-            return result
+        results: list[T] = []
+
+        def apply(raw: bytes | None) -> bytes:
+            if raw is None:
+                raise NotFoundError(self._unknown_dataset(name))
+            dataset = self._parse(name, raw, path)
+            results[:] = [change(dataset)]
+            dataset.updated_at = now()
+            return dataset.to_json()
+        self.storage.transact(path, apply, after=after)
+        return results[0]
 
     def delete_record(self, name: str) -> None:
-        path = self.record_path(name)
-        with self.storage.lock(path):
-            self.storage.remove(path)
-        if self.storage.is_local:
-            import contextlib
-            import os
-            with contextlib.suppress(OSError):
-                os.unlink(path + ".lock")
+        self.storage.remove_record(self.record_path(name))
 
     # ------------------------------------------------------------------ references
     def resolve(self, ref: str) -> Reference:

@@ -539,20 +539,41 @@ class Manager:
         dataset, selected = self._select(ref, partitions)
         self._check_own_folders(dataset)
         keys = {(s.name, p.name) for s, p in selected}
+        marked: dict[tuple[str, str], int | None] = {}
 
         def unmark(record: Dataset) -> None:
+            marked.clear()
             for subset in record.subsets.values():
                 for part in subset.partitions:
                     if (subset.name, part.name) in keys:
                         part.mark_removed()
+                        marked[(subset.name, part.name)] = part.generation
         removed: list[str] = []
 
-        def delete_files() -> None:  # under the record's lock: no download records them now
-            for subset, part in selected:
-                if self.storage.remove(self.partition_path(dataset.name, subset.name, part.name)):
-                    removed.append(f"{subset.name}/{part.name}")
+        def delete_files() -> None:  # record first, then the files (under the lock if any)
+            stored = self._stored(dataset.name, {s for s, _ in keys})
+            present = sorted(k for k in keys if k in stored)
+            self._delete_files(dataset.name, [self.partition_path(dataset.name, *k)
+                                              for k in present])
+            removed.extend(f"{s}/{p}" for s, p in present)
         self.catalog.update(dataset.name, unmark, after=delete_files)
+        if not self.storage.locked_updates:
+            self._reconcile_removed(dataset.name, marked)
         return removed
+
+    def _reconcile_removed(self, name: str, marked: dict[tuple[str, str], int | None]) -> None:
+        """After a remove without a lock (compare-and-swap records): a download that read the
+        record after the remove marked it, and recorded its file before the remove deleted
+        it, left a claim of a missing file; drop such claims."""
+        stored = self._stored(name, {s for s, _ in marked})
+
+        def drop(record: Dataset) -> None:
+            for (subset, part_name), generation in marked.items():
+                part = record.subset(subset).partition(part_name)
+                if part.downloaded and part.generation == generation and \
+                        (subset, part_name) not in stored:
+                    part.mark_removed()
+        self.catalog.update(name, drop)
 
     def delete_dataset(self, name: str, data: bool = True) -> None:
         """Unregister a dataset, and delete its data too unless ``data=False``.
@@ -766,10 +787,16 @@ class Manager:
         dataset.uid = dataset.uid or uuid.uuid4().hex
         path = self.catalog.record_path(name)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        with self.storage.lock(path):
-            with contextlib.suppress(FileNotFoundError):
-                self.storage.move(path, f"{path}.damaged-{stamp}")
-            self.catalog.write(dataset)
+        damaged = self.storage.read_bytes(path)
+        self.storage.write_bytes(f"{path}.damaged-{stamp}", damaged)
+
+        def replace(current: bytes | None) -> bytes:
+            if current != damaged:
+                raise IntegrityError(f"the record of {name!r} changed while it was being "
+                                     "rebuilt; run 'pygestor verify --repair' again")
+            dataset.updated_at = now()
+            return dataset.to_json()
+        self.storage.transact(path, replace)
         report.repaired.append(f"{name}: record rebuilt from {adopted} partition file(s); the "
                                f"damaged one is kept as {RECORD_NAME}.damaged-{stamp}")
         return report
@@ -806,6 +833,7 @@ class _PartitionJob:
                 verdict = integrity.examine(self.storage, self.final, self.dataset, self.subset,
                                             self.part)
                 if verdict.stats is not None:
+                    verdict.stats.generation = self.part.generation
                     self.recorder.add(self.subset.name, verdict.stats)
                     return "adopted", 0, None
                 if verdict.reason != "missing":
@@ -853,7 +881,8 @@ class _PartitionJob:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(local)
         self.recorder.add(self.subset.name, Partition(name=self.part.name, **stats, etag=etag,
-                                                      downloaded_at=now()))
+                                                      downloaded_at=now(),
+                                                      generation=self.part.generation))
         return int(stats["size"])
 
     def _place(self, local: str, size: int, md5: str | None) -> str | None:
@@ -934,11 +963,14 @@ class _RecordBatcher:
 
     def _write(self, batch: list[tuple[str, Partition]]) -> None:
         def apply(record: Dataset) -> None:
-            # Under the lock: a file removed since it was placed (a concurrent remove) is not
-            # recorded, so the record never claims a missing file.
+            # A partition removed since the download read the record (its generation moved)
+            # or whose file is gone (a concurrent remove) is not recorded: the record never
+            # claims a missing file. The file stays to be adopted by a later run.
             sizes = self.stored({s for s, _ in batch}) if self.stored is not None else None
             for subset_name, stats in batch:
-                if sizes is not None and sizes.get((subset_name, stats.name)) != stats.size:
+                part = record.subset(subset_name).partition(stats.name)
+                if part.generation != stats.generation or \
+                        (sizes is not None and sizes.get((subset_name, stats.name)) != stats.size):
                     continue
                 _replace_stats(record.subset(subset_name), stats)
         self.catalog.update(self.name, apply)
