@@ -12,7 +12,8 @@ __version__ = "0.4.0"
 
 _API = ("configure", "get_manager", "add_dataset", "list_datasets", "info", "list_subsets",
         "list_partitions", "download", "remove", "delete_dataset", "verify", "load",
-        "load_table", "iter_batches", "schema", "sample", "urls", "check_updates")
+        "load_table", "iter_batches", "schema", "sample", "urls", "check_updates", "jobs",
+        "cancel")
 _LAZY = {
     **{name: "pygestor.api" for name in _API},
     "PygestorDataset": "pygestor.loaders.torch",
@@ -27,12 +28,14 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:
     from pygestor.api import (  # noqa: F401
         add_dataset,
+        cancel,
         configure,
         delete_dataset,
         download,
         get_manager,
         info,
         iter_batches,
+        jobs,
         list_datasets,
         list_partitions,
         list_subsets,

@@ -81,9 +81,21 @@ def remove(ref: str, partitions: Iterable[str] | None = None) -> list[str]:
     return get_manager().remove(ref, partitions)
 
 
-def delete_dataset(name: str, data: bool = True) -> None:
-    """Unregister a dataset (and delete its data unless ``data=False``)."""
-    get_manager().delete_dataset(name, data)
+def delete_dataset(name: str, data: bool = True, force: bool = False) -> None:
+    """Unregister a dataset (and delete its data unless ``data=False``); ``force`` cancels its
+    running jobs first instead of refusing."""
+    get_manager().delete_dataset(name, data, force)
+
+
+def jobs(all: bool = False) -> list[dict[str, Any]]:  # noqa: A002 - mirrors `pygestor jobs --all`
+    """The long operations running on this data_dir, from any process or machine (``all``:
+    finished ones too)."""
+    return get_manager().list_jobs(all)
+
+
+def cancel(job_id: str) -> dict[str, Any]:
+    """Ask a job to stop, wherever it runs."""
+    return get_manager().cancel(job_id)
 
 
 def verify(ref: str, repair: bool = False) -> VerifyReport:

@@ -70,7 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="unregister a dataset and delete its data")
     delete.add_argument("name")
     delete.add_argument("--keep-data", action="store_true", help="delete the record only")
+    delete.add_argument("--force", action="store_true",
+                        help="cancel the dataset's running jobs first (else: refused)")
     delete.set_defaults(handler=cmd_delete)
+
+    jobs = commands.add_parser("jobs", help="running jobs on this data_dir (any process/machine)")
+    jobs.add_argument("--all", action="store_true", help="finished jobs too (history)")
+    jobs.add_argument("--json", action="store_true", help="machine-readable output")
+    jobs.set_defaults(handler=cmd_jobs)
+
+    cancel = commands.add_parser("cancel", help="ask a running job to stop, wherever it runs")
+    cancel.add_argument("job", help="a job id from 'pygestor jobs'")
+    cancel.set_defaults(handler=cmd_cancel)
 
     verify = commands.add_parser("verify", help="check downloaded data against the catalog")
     verify.add_argument("ref")
@@ -263,8 +274,35 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    _manager(args).delete_dataset(args.name, data=not args.keep_data)
+    _manager(args).delete_dataset(args.name, data=not args.keep_data, force=args.force)
     print(f"deleted {args.name}" + (" (data kept)" if args.keep_data else ""))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    rows = _manager(args).list_jobs(all=args.all)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no running jobs" + ("" if args.all else " (--all shows finished ones)"))
+        return 0
+    for row in rows:
+        row["progress"] = f"{row.get('done', 0)}/{row.get('total', 0)}"
+        row["where"] = f"{row.get('host')}:{row.get('pid')}"
+    print(_table(rows, [("id", "JOB"), ("kind", "KIND"), ("ref", "REFERENCE"),
+                        ("state", "STATE"), ("progress", "DONE"), ("where", "WHERE"),
+                        ("started_at", "STARTED"), ("error", "ERROR")]))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    record = _manager(args).cancel(args.job)
+    if record["state"] == "running":
+        print(f"asked {record['id']} ({record['kind']} of {record['ref']}) to stop; it stops "
+              "within a few seconds (running partitions finish)")
+    else:
+        print(f"{record['id']} is {record['state']}; nothing to cancel")
     return 0
 
 

@@ -75,6 +75,10 @@ class Settings:
             line and the Python API; nowhere for the web UI).
         allowed_hosts: hosts, addresses or CIDR ranges http(s) sources may use although they
             are loopback, link-local or private (refused otherwise).
+    Jobs:
+        job_lease: seconds a running job may go without a heartbeat before it shows as
+            abandoned (its process died, or its machine).
+        job_history_days: days finished jobs are kept for ``pygestor jobs --all``.
     Reading:
         partial_reads: reading a reference of which only some partitions are downloaded:
             ``warn`` (once, how many of how many), ``error``, or ``allow``.
@@ -99,6 +103,8 @@ class Settings:
     source_roots: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)
     partial_reads: str = "warn"
+    job_lease: float = 30.0
+    job_history_days: float = 7.0
     cache_dir: str = ""
     cache_max_bytes: int = 10 * 10**9
     ui_host: str = "127.0.0.1"
@@ -150,6 +156,8 @@ class Settings:
         for key in ("max_workers", "retries", "row_group_size", "ui_port"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.job_lease < 2 or self.job_history_days < 0:
+            raise ConfigError("job_lease must be at least 2 seconds and job_history_days >= 0")
         if self.timeout <= 0 or self.retry_backoff < 0:
             raise ConfigError("timeout must be > 0 and retry_backoff >= 0")
         if self.partial_reads not in PARTIAL_READS:
@@ -223,7 +231,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 #: TOML tables and the prefix their keys take in :class:`Settings`.
 _TABLES = {"storage": "", "partitions": "", "download": "", "cache": "cache_", "ui": "ui_",
-           "sources": "source_", "reading": ""}
+           "sources": "source_", "reading": "", "jobs": "job_"}
 
 
 def _flatten(raw: dict[str, Any], where: str) -> dict[str, Any]:

@@ -25,19 +25,25 @@ import contextlib
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pygestor import integrity
-from pygestor.backends.retry import TransientError, call_with_retries
-from pygestor.backends.storage import Storage, temp_name
+from pygestor.backends.storage import Storage
 from pygestor.catalog import RECORD_NAME, Catalog, Dataset, Partition, Reference, Subset, now
 from pygestor.config import Settings
+from pygestor.downloads import (
+    SET_ASIDE,
+    Download,
+    DownloadReport,
+    ProgressCallback,
+    ProgressEvent,
+)
+from pygestor.downloads import _size as human_size
 from pygestor.errors import (
     AlreadyExistsError,
     CancelledError,
@@ -46,69 +52,17 @@ from pygestor.errors import (
     InvalidNameError,
     NotDownloadedError,
     NotFoundError,
-    PygestorError,
     SourceError,
-    StorageError,
 )
+from pygestor.jobboard import Job, JobBoard, overlaps
 from pygestor.names import check_dataset_name, check_partition_name, check_subset_name
 from pygestor.pipelines import get_pipeline, pipeline_for_url
 from pygestor.pipelines.base import COMMON_OPTIONS, Pipeline
 from pygestor.policy import SourcePolicy, drop_secrets
 
 log = logging.getLogger("pygestor")
-#: where files that are not provably a partition's are moved, inside the dataset's folder
-SET_ASIDE = "_pygestor/set-aside"
-
-
-@dataclass
-class ProgressEvent:
-    """A download's progress, for progress bars (tqdm in the CLI, a bar in the UI)."""
-
-    total: int
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    bytes_written: int = 0
-    current: str = ""
-    finished: bool = False
-
-
-@dataclass
-class DownloadReport:
-    """What a download did.
-
-    ``set_aside``: files found where a partition belongs that were not provably it (damaged,
-    from another source, foreign), moved to ``<dataset>/_pygestor/set-aside/``: key -> why.
-    """
-
-    fetched: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    adopted: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    set_aside: dict[str, str] = field(default_factory=dict)
-    bytes_written: int = 0
-    seconds: float = 0.0
-
-    def __str__(self) -> str:
-        text = (f"fetched {len(self.fetched)}, skipped {len(self.skipped)} already present, "
-                f"{_size(self.bytes_written)} in {self.seconds:.1f}s")
-        if self.adopted:
-            text += f", adopted {len(self.adopted)} complete files"
-        if self.set_aside:
-            text += (f", set aside {len(self.set_aside)} files that were not provably this "
-                     f"dataset's (in {SET_ASIDE}/)")
-        if self.failed:
-            text += f", {len(self.failed)} failed"
-        return text
-
-    def merge(self, other: DownloadReport) -> None:
-        self.fetched += other.fetched
-        self.skipped += other.skipped
-        self.adopted += other.adopted
-        self.failed.update(other.failed)
-        self.set_aside.update(other.set_aside)
-        self.bytes_written += other.bytes_written
-        self.seconds += other.seconds
+#: the kinds of running job a new one on the same partitions waits for
+WAITS_FOR = ("download", "remove", "delete")
 
 
 @dataclass
@@ -122,9 +76,6 @@ class VerifyReport:
     @property
     def clean(self) -> bool:
         return not self.problems
-
-
-ProgressCallback = Callable[[ProgressEvent], None]
 
 
 @dataclass
@@ -150,6 +101,7 @@ class Manager:
         self.settings = settings or Settings.load()
         self.storage = Storage.for_settings(self.settings)
         self.catalog = Catalog(self.storage)
+        self.jobs = JobBoard(self.storage, self.settings)
 
     # ================================================================== registering
     def add_dataset(self, name: str, url: str | None = None, pipeline: str = "auto", *,
@@ -157,7 +109,8 @@ class Manager:
         """Register a dataset: discover its subsets and partitions; nothing is downloaded.
 
         ``face``: ``cli`` (the command line and the Python API) or ``ui`` (the web UI, whose
-        source policy is closed to local paths outside the configured roots).
+        source policy is closed to local paths outside the configured roots). Runs as a job
+        (listing a large source takes a while).
         """
         check_dataset_name(name)
         self.storage.check_root()
@@ -176,24 +129,29 @@ class Manager:
         if self.catalog.exists(name):
             raise_exists(name)
         self._check_nesting(name)
-        dataset = pipeline_obj.discover(name, url, options)
-        dataset.pipeline = pipeline
+        with self.jobs.start("add", url or name, name):
+            dataset = pipeline_obj.discover(name, url, options)
+            dataset.pipeline = pipeline
+            self._accept(dataset, common)
+            self.catalog.create(dataset)
+        log.info("registered %s: %d subsets", name, len(dataset.subsets))
+        return dataset
+
+    def _accept(self, dataset: Dataset, common: dict[str, Any]) -> None:
+        """Check what a pipeline discovered like user input, and make it a record."""
         dataset.uid = uuid.uuid4().hex
         for subset in dataset.subsets.values():
             check_subset_name(subset.name)
             for part in subset.partitions:
                 check_partition_name(part.name)
-        self._check_nesting(name, dataset.subsets)
+        self._check_nesting(dataset.name, dataset.subsets)
         dataset.options, dropped = drop_secrets(dataset.options)
         if dropped:
             log.warning("not stored in the record of %s (credentials come from the environment "
-                        "when needed): %s", name, ", ".join(dropped))
+                        "when needed): %s", dataset.name, ", ".join(dropped))
         for key in ("description", "modality"):
             if common.get(key):
                 setattr(dataset, key, str(common[key])[:10000])
-        self.catalog.create(dataset)
-        log.info("registered %s: %d subsets", name, len(dataset.subsets))
-        return dataset
 
     def _check_nesting(self, name: str, subsets: Iterable[str] = ()) -> None:
         """A dataset's folders may not overlap another's: ``q/y`` lives where a subset ``y``
@@ -257,10 +215,21 @@ class Manager:
         return self.catalog.update(name, change)
 
     def check_updates(self, name: str) -> dict[str, Any]:
-        """Ask the dataset's pipeline what changed upstream since it was recorded."""
+        """Ask the dataset's pipeline what changed upstream since it was recorded (a job)."""
         target = self.resolve(name)
         dataset = target.record or self.catalog.read(target.dataset)
-        return self.pipeline(dataset.pipeline).check_updates(dataset)
+        with self.jobs.start("check-updates", name, dataset.name):
+            return self.pipeline(dataset.pipeline).check_updates(dataset)
+
+    # ================================================================== jobs
+    def list_jobs(self, all: bool = False) -> list[dict[str, Any]]:  # noqa: A002 - CLI --all
+        """The jobs running on this data_dir (from any process or machine), and with ``all``
+        the finished ones kept as history; newest first."""
+        return self.jobs.list(all=all)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Ask a job to stop, wherever it runs; returns its record."""
+        return self.jobs.cancel(job_id)
 
     # ================================================================== views
     def resolve(self, ref: str) -> Reference:
@@ -352,95 +321,79 @@ class Manager:
     # ================================================================== download
     def download(self, ref: str, partitions: Iterable[str] | None = None, force: bool = False,
                  *, progress: bool | ProgressCallback = True,
-                 cancel: threading.Event | None = None,
-                 max_workers: int | None = None) -> DownloadReport:
+                 cancel: threading.Event | None = None, max_workers: int | None = None,
+                 executor: Executor | None = None) -> DownloadReport:
         """Fetch the partitions ``ref`` covers (or the named ``partitions`` of one subset).
 
-        A partition whose stored file is still the recorded one is skipped unless ``force``
-        (checked by :func:`~pygestor.integrity.present`); a damaged one is fetched again. Runs
-        ``max_workers`` partitions at once; each is placed atomically and recorded as soon as it
-        is complete, so an interrupted download resumes where it stopped.
+        Runs as a job (``pygestor jobs``): it first waits for an earlier running job on the
+        same partitions (so nothing is fetched twice), then fetches ``max_workers`` partitions
+        at once on ``executor`` (a thread pool by default; any ``concurrent.futures.Executor``,
+        e.g. a Dask cluster's). A partition whose stored file is still the recorded one is
+        skipped unless ``force``; a damaged one is fetched again. Each is placed atomically and
+        recorded as soon as it is complete, so an interrupted download resumes where it
+        stopped. ``cancel`` (or ``pygestor cancel JOB`` from anywhere) stops queued partitions;
+        running ones finish.
         """
-        started = time.monotonic()
         dataset, selected = self._select(ref, partitions)
-        self._check_own_folders(dataset)
-        pipeline = self.pipeline(dataset.pipeline)
-        policy = SourcePolicy.for_settings(self.settings)
-        report = DownloadReport()
-        stored = self._stored(dataset.name, {s.name for s, _ in selected})
-        self._cleanup_temps(dataset, {s.name for s, _ in selected})
-        event = ProgressEvent(total=len(selected))
-        notify, close_bar = self._progress_sink(progress, event, dataset.name)
-        recorder = _RecordBatcher(self.catalog, dataset.name,
-                                  stored=lambda subsets: self._stored_sizes(dataset.name, subsets))
-        workers = max(1, min(max_workers or self.settings.max_workers, len(selected) or 1))
+        explicit = [f"{s.name}/{p.name}" for s, p in selected] \
+            if partitions is not None or self.resolve(ref).partition else None
+        subsets = sorted({s.name for s, _ in selected})
+        with self.jobs.start("download", ref, dataset.name, subsets=subsets, partitions=explicit,
+                             total=len(selected), cancel=cancel) as job:
+            if self._settle(job, dataset.name, subsets, explicit):
+                dataset, selected = self._select(ref, partitions)  # the other job's work counts
+            self._check_own_folders(dataset)
+            self._cleanup_temps(dataset, set(subsets))
+            notify, close = self._progress_sink(progress, len(selected), dataset.name)
+            workers = max(1, min(max_workers or self.settings.max_workers, len(selected) or 1))
+            try:
+                report = Download(self, dataset, selected, force=force, job=job, notify=notify,
+                                  workers=workers, executor=executor).run()
+            finally:
+                close()
+            if job.cancelled:
+                raise CancelledError(f"download of {ref!r} cancelled: {report}")
+            if report.failed:
+                first = next(iter(report.failed.items()))
+                tried = len(selected) - len(report.skipped)
+                raise SourceError(f"{len(report.failed)} of {tried} partitions of {ref!r} "
+                                  "failed (the others are saved; run the download again to "
+                                  f"retry): {first[0]}: {first[1]}")
+            return report
 
-        def one(subset: Subset, part: Partition) -> tuple[str, int, str | None]:
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("cancelled")
-            job = _PartitionJob(self, pipeline, policy, dataset, subset, part, recorder, cancel)
-            return job.run(stored.get((subset.name, part.name)), force)
+    def _settle(self, job: Job, name: str, subsets: list[str],
+                partitions: list[str] | None) -> bool:
+        """Before a job works on ``name``: file the jobs of dead processes as abandoned (their
+        temporary files removed), and wait for earlier running jobs on the same partitions.
+        True if it waited (the record is then read again)."""
+        for record in self.jobs.abandoned(name):
+            self._cleanup_abandoned(record)
+        mine = (job.record["started_at"], job.id)
+        earlier = [r for r in self.jobs.running(name, exclude=job.id)
+                   if r.get("kind") in WAITS_FOR and overlaps(r, subsets, partitions)
+                   and (r.get("started_at"), r.get("id")) < mine]
+        if not earlier:
+            return False
+        ids = [str(r["id"]) for r in earlier]
+        job.progress(message=f"waiting for {', '.join(ids)}")
+        log.info("%s waits for %s working on the same partitions", job.id, ", ".join(ids))
+        self.jobs.wait(ids, stop=job.stop)
+        job.progress(message="")
+        return True
 
-        try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pygestor-dl") as pool:
-                futures: dict[Future[Any], str] = {}
-                queue = list(selected)
-                while queue or futures:
-                    while queue and len(futures) < workers * 2:
-                        if cancel is not None and cancel.is_set():
-                            queue.clear()
-                            break
-                        subset, part = queue.pop(0)
-                        futures[pool.submit(one, subset, part)] = f"{subset.name}/{part.name}"
-                    if not futures:
-                        break
-                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        key = futures.pop(future)
-                        self._account(future, key, report, event)
-                        event.done += 1
-                        event.current = key
-                        notify(event)
-        finally:
-            recorder.flush()  # also when interrupted: what finished is recorded
-            event.finished = True
-            notify(event)
-            close_bar()
-        report.seconds = time.monotonic() - started
-        if cancel is not None and cancel.is_set():
-            raise CancelledError(f"download of {ref!r} cancelled: {report}")
-        if report.failed:
-            first = next(iter(report.failed.items()))
-            tried = len(selected) - len(report.skipped)
-            raise SourceError(f"{len(report.failed)} of {tried} partitions of {ref!r} failed "
-                              f"(the others are saved; run the download again to retry): "
-                              f"{first[0]}: {first[1]}")
-        return report
-
-    @staticmethod
-    def _account(future: Future[Any], key: str, report: DownloadReport,
-                 event: ProgressEvent) -> None:
-        try:
-            outcome, size, set_aside = future.result()
-        except CancelledError:
-            return
-        except PygestorError as exc:
-            report.failed[key] = str(exc)
-            event.failed += 1
-            return
-        except Exception as exc:  # noqa: BLE001 - reported per partition
-            report.failed[key] = f"{type(exc).__name__}: {exc}"
-            event.failed += 1
-            return
-        if set_aside:
-            report.set_aside[key] = set_aside
-        if outcome == "skipped":
-            report.skipped.append(key)
-            event.skipped += 1
-            return
-        (report.adopted if outcome == "adopted" else report.fetched).append(key)
-        report.bytes_written += size
-        event.bytes_written += size
+    def _cleanup_abandoned(self, record: dict[str, Any]) -> None:
+        """The temporary files of a job whose process died, then the job filed as abandoned
+        (its complete partitions are adopted by the next download, under the integrity
+        rules)."""
+        name = str(record.get("dataset"))
+        dead = {(str(record.get("host")), int(record.get("pid") or 0))}
+        folders = [self.storage.path(name)] + \
+            [self.storage.path(name, s) for s in record.get("subsets") or []]
+        for path in self.storage.stale_temps(folders, dead=dead):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self.jobs.file_abandoned(record, note="its process stopped renewing its lease; "
+                                              "cleaned up by the next operation")
 
     def download_updates(self, ref: str, max_workers: int | None = None,
                          progress: bool | ProgressCallback = True) -> DownloadReport:
@@ -515,7 +468,7 @@ class Manager:
                 removed.append(name)
         return removed
 
-    def _progress_sink(self, progress: bool | ProgressCallback, event: ProgressEvent,
+    def _progress_sink(self, progress: bool | ProgressCallback, total: int,
                        name: str) -> tuple[ProgressCallback, Callable[[], None]]:
         if callable(progress):
             return progress, lambda: None
@@ -523,9 +476,8 @@ class Manager:
             return (lambda e: None), lambda: None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=event.total, initial=event.done, unit="part", desc=name,
-                   disable=None, dynamic_ncols=True)
-        state = {"done": event.done}
+        bar = tqdm(total=total, unit="part", desc=name, disable=None, dynamic_ncols=True)
+        state = {"done": 0}
 
         def notify(e: ProgressEvent) -> None:
             bar.update(e.done - state["done"])
@@ -535,8 +487,15 @@ class Manager:
 
     # ================================================================== remove / delete
     def remove(self, ref: str, partitions: Iterable[str] | None = None) -> list[str]:
-        """Delete downloaded partition files (the registration stays); returns what was removed."""
+        """Delete downloaded partition files (the registration stays); returns what was removed.
+
+        Runs as a job; the record is updated first, then the files are deleted."""
         dataset, selected = self._select(ref, partitions)
+        subsets = sorted({s.name for s, _ in selected})
+        with self.jobs.start("remove", ref, dataset.name, subsets=subsets, total=len(selected)):
+            return self._remove(dataset, selected)
+
+    def _remove(self, dataset: Dataset, selected: list[tuple[Subset, Partition]]) -> list[str]:
         self._check_own_folders(dataset)
         keys = {(s.name, p.name) for s, p in selected}
         marked: dict[tuple[str, str], int | None] = {}
@@ -575,14 +534,33 @@ class Manager:
                     part.mark_removed()
         self.catalog.update(name, drop)
 
-    def delete_dataset(self, name: str, data: bool = True) -> None:
+    def delete_dataset(self, name: str, data: bool = True, force: bool = False) -> None:
         """Unregister a dataset, and delete its data too unless ``data=False``.
 
-        Only the dataset's own files are deleted (its partitions, stale temporary files, its
-        lock), never another dataset's folder nor a set-aside file; a damaged record can be
+        A dataset with running jobs (a download in another process, another machine) is
+        refused, naming the job, unless ``force``: then the jobs are cancelled and waited for
+        first, so that nothing of the dataset is left afterwards. Only the dataset's own files
+        are deleted (its partitions, files its partitions' footers say are its own, temporary
+        files), never another dataset's folder nor a set-aside file; a damaged record can be
         deleted too.
         """
         check_dataset_name(name)
+        running = self.jobs.running(name)
+        if running and not force:
+            first = running[0]
+            raise ConfigError(
+                f"{name!r} has {len(running)} running job(s), e.g. {first['id']} ({first['kind']} "
+                f"of {first['ref']} on {first['host']}, pid {first['pid']}); cancel it with "
+                f"'pygestor cancel {first['id']}', or delete with --force to cancel them first")
+        with self.jobs.start("delete", name, name) as job:
+            if running:
+                ids = [str(r["id"]) for r in running]
+                for job_id in ids:
+                    self.jobs.cancel(job_id)
+                self.jobs.wait(ids, stop=job.stop, timeout=max(60.0, 4 * self.jobs.lease))
+            self._delete(name, data)
+
+    def _delete(self, name: str, data: bool) -> None:
         try:
             dataset = self.catalog.read(name)
         except IntegrityError as exc:
@@ -595,12 +573,37 @@ class Manager:
                 for _, part in record.partitions:
                     part.mark_removed()
             self.catalog.update(name, unmark)
-            self._delete_files(name, [self.partition_path(name, s.name, p.name)
-                                      for s, p in dataset.partitions])
+            paths = [self.partition_path(name, s.name, p.name) for s, p in dataset.partitions]
+            self._delete_files(name, paths + self._leftovers(dataset, set(paths)))
             self._cleanup_temps(dataset, set(dataset.subsets))
         self.catalog.delete_record(name)
         if data:
             self._prune(name, list(dataset.subsets))
+
+    def _leftovers(self, dataset: Dataset, known: set[str]) -> list[str]:
+        """Files in the dataset's subset folders that the record does not list but whose footer
+        says they are this dataset's (left by a download that died before recording them)."""
+        import pyarrow.parquet as pq
+
+        from pygestor.pipelines.formats import read_provenance
+
+        found = []
+        for (subset, _), detail in self._stored(dataset.name, set(dataset.subsets)).items():
+            path = detail["name"]
+            if path in known or not path.endswith(".parquet"):
+                continue
+            try:
+                with self.storage.open(path, "rb") as handle:
+                    claimed = read_provenance(pq.ParquetFile(handle).metadata)
+            except Exception:  # noqa: BLE001 - unreadable: not provably ours, left in place
+                claimed = None
+            if claimed and claimed.get("dataset") == dataset.name and \
+                    claimed.get("subset") == subset:
+                found.append(path)
+            else:
+                log.warning("left %s in place: not provably a file of %s",
+                            self.storage.url_of(path), dataset.name)
+        return found
 
     def _delete_damaged(self, name: str, data: bool, reason: str) -> None:
         """Delete a dataset whose record cannot be read: the record, and with ``data`` the
@@ -661,8 +664,14 @@ class Manager:
             dataset, selected = self._select(ref)
         except IntegrityError as exc:
             if repair and self._is_damaged_dataset(ref.strip("/")):
-                return self.rebuild_record(ref.strip("/"), str(exc))
+                with self.jobs.start("verify", ref, ref.strip("/")):
+                    return self.rebuild_record(ref.strip("/"), str(exc))
             raise
+        with self.jobs.start("verify", ref, dataset.name, total=len(selected)):
+            return self._verify(dataset, selected, repair, checksums)
+
+    def _verify(self, dataset: Dataset, selected: list[tuple[Subset, Partition]], repair: bool,
+                checksums: bool) -> VerifyReport:
         report = VerifyReport()
         findings = self._check_partitions(dataset, selected, checksums)
         for finding in findings:
@@ -802,184 +811,10 @@ class Manager:
         return report
 
 
-class _PartitionJob:
-    """One partition of a download: skip it if present, adopt it if provably ours, else fetch
-    it; a file in the way that is neither is set aside first."""
-
-    def __init__(self, manager: Manager, pipeline: Pipeline, policy: SourcePolicy,
-                 dataset: Dataset, subset: Subset, part: Partition, recorder: _RecordBatcher,
-                 cancel: threading.Event | None) -> None:
-        self.manager = manager
-        self.storage = manager.storage
-        self.settings = manager.settings
-        self.pipeline = pipeline
-        self.policy = policy
-        self.dataset, self.subset, self.part = dataset, subset, part
-        self.recorder = recorder
-        self.cancel = cancel
-        self.final = manager.partition_path(dataset.name, subset.name, part.name)
-
-    def run(self, detail: dict[str, Any] | None, force: bool) -> tuple[str, int, str | None]:
-        """(outcome, bytes written, why a file was set aside or None)."""
-        moved = None
-        if detail is not None:
-            if self.part.downloaded and not force:
-                problem = integrity.present(self.storage, self.final, self.part, detail)
-                if problem is None:
-                    return "skipped", 0, None
-                if problem != "missing":
-                    moved = self._set_aside(f"the stored file is not the recorded one ({problem})")
-            elif not self.part.downloaded and not force:
-                verdict = integrity.examine(self.storage, self.final, self.dataset, self.subset,
-                                            self.part)
-                if verdict.stats is not None:
-                    verdict.stats.generation = self.part.generation
-                    self.recorder.add(self.subset.name, verdict.stats)
-                    return "adopted", 0, None
-                if verdict.reason != "missing":
-                    moved = self._set_aside(f"a file not provably this partition's: "
-                                            f"{verdict.reason}")
-            elif not self.part.downloaded:
-                moved = self._set_aside("a file the record does not vouch for")
-        return "fetched", self._fetch(), moved
-
-    def _set_aside(self, reason: str) -> str | None:
-        try:
-            return self.manager.set_aside(self.dataset.name, self.subset.name, self.part.name,
-                                          reason)
-        except FileNotFoundError:
-            return None  # gone meanwhile: nothing in the way
-
-    def _fetch(self) -> int:
-        for url in self.pipeline.source_urls(self.dataset, self.part):
-            self.policy.check(url, self.dataset.options)  # a record is untrusted input
-        staging = self.storage.staging_dir(near=os.path.dirname(self.final)
-                                           if self.storage.is_local else None)
-        local = os.path.join(staging, temp_name(self.part.name))
-        key = f"{self.dataset.name}/{self.subset.name}/{self.part.name}"
-        try:
-            def attempt() -> None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(local)
-                self.pipeline.fetch(self.dataset, self.subset, self.part, local, lambda n: None)
-            call_with_retries(attempt, attempts=self.settings.retries,
-                              backoff=self.settings.retry_backoff,
-                              what=f"fetching {self.part.source.get('url') or self.part.name} "
-                                   f"for {key}", error=SourceError)
-            if self.cancel is not None and self.cancel.is_set():
-                raise CancelledError("cancelled")
-            with open(local, "rb") as handle:
-                stats = integrity.stats_from_stream(handle, os.path.getsize(local),
-                                                    md5=not self.storage.is_local)
-            md5 = stats.pop("md5", None)
-            etag = call_with_retries(lambda: self._place(local, stats["size"], md5),
-                                     attempts=self.settings.retries,
-                                     backoff=self.settings.retry_backoff,
-                                     what=f"storing {self.storage.url_of(self.final)}",
-                                     error=StorageError)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(local)
-        self.recorder.add(self.subset.name, Partition(name=self.part.name, **stats, etag=etag,
-                                                      downloaded_at=now(),
-                                                      generation=self.part.generation))
-        return int(stats["size"])
-
-    def _place(self, local: str, size: int, md5: str | None) -> str | None:
-        """Put the file in place; on object stores, check what arrived (size, and the MD5 the
-        store reports) and return its entity tag. Bytes corrupted in transit are sent again."""
-        self.storage.put_file(local, self.final)
-        if self.storage.is_local:
-            return None
-        try:
-            info = self.storage.info(self.final)
-        except FileNotFoundError:
-            return None  # removed by a concurrent remove: the recorder will not record it
-        tag = integrity.entity_tag(info)
-        if int(info.get("size") or 0) != size or \
-                (md5 is not None and integrity.md5_matches(tag, md5) is False):
-            raise TransientError(f"{self.storage.url_of(self.final)} does not hold the bytes "
-                                 "sent (corrupted in transit)")
-        return tag
-
 # ====================================================================== helpers
 def raise_exists(name: str) -> None:
     raise AlreadyExistsError(f"dataset {name!r} is already registered; pick another name or "
                              f"delete it first ('pygestor delete {name}')")
-
-
-class _RecordBatcher:
-    """Records finished partitions, several per metadata write when downloads finish together."""
-
-    def __init__(self, catalog: Catalog, name: str, interval: float = 1.0,
-                 stored: Callable[[Iterable[str]], dict[tuple[str, str], int]] | None = None
-                 ) -> None:
-        self.catalog = catalog
-        self.name = name
-        self.interval = interval
-        self.stored = stored
-        self._last_write = time.monotonic()
-        self._pending: list[tuple[str, Partition]] = []
-        self._guard = threading.Lock()
-        self._writing = threading.Lock()
-
-    def add(self, subset: str, stats: Partition) -> None:
-        with self._guard:
-            self._pending.append((subset, stats))
-            due = time.monotonic() - self._last_write >= self.interval
-        if due:  # a crash loses at most `interval` of records: their files are adopted later
-            self._drain(wait=False)
-
-    def flush(self) -> None:
-        """Write everything pending (waits for a write in progress)."""
-        self._drain(wait=True)
-
-    def _drain(self, wait: bool) -> None:
-        # One thread writes at a time; the others hand over their partitions and go back to
-        # fetching, and the writer picks them up in its next round.
-        while True:
-            if not self._writing.acquire(blocking=wait):
-                return
-            try:
-                with self._guard:
-                    batch, self._pending = self._pending, []
-                if batch:
-                    try:
-                        self._write(batch)
-                    except Exception:
-                        with self._guard:  # keep them for the next write (or the final flush)
-                            self._pending[:0] = batch
-                        if wait:
-                            raise
-                        log.warning("recording %d partitions of %s failed; will retry",
-                                    len(batch), self.name, exc_info=True)
-                        return
-                    self._last_write = time.monotonic()
-            finally:
-                self._writing.release()
-            with self._guard:
-                if not self._pending:
-                    return
-
-    def _write(self, batch: list[tuple[str, Partition]]) -> None:
-        def apply(record: Dataset) -> None:
-            # A partition removed since the download read the record (its generation moved)
-            # or whose file is gone (a concurrent remove) is not recorded: the record never
-            # claims a missing file. The file stays to be adopted by a later run.
-            sizes = self.stored({s for s, _ in batch}) if self.stored is not None else None
-            for subset_name, stats in batch:
-                part = record.subset(subset_name).partition(stats.name)
-                if part.generation != stats.generation or \
-                        (sizes is not None and sizes.get((subset_name, stats.name)) != stats.size):
-                    continue
-                _replace_stats(record.subset(subset_name), stats)
-        self.catalog.update(self.name, apply)
-
-
-def _replace_stats(subset: Subset, stats: Partition) -> None:
-    part = subset.partition(stats.name)
-    part.copy_stored(stats)
-    part.downloaded_at = part.downloaded_at or now()
 
 
 def summarize_partition(part: Partition) -> dict[str, Any]:
@@ -1023,14 +858,4 @@ def _prune_empty(folder: str) -> None:
         os.rmdir(folder)
 
 
-def _size(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
-human_size = _size
+_size = human_size

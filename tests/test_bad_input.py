@@ -164,9 +164,12 @@ CASES = [
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
+    """Every file of the data_dir (but lock files, and the jobs' own records: a failed job is
+    recorded as failed, which is not a change of data or catalog)."""
     digest = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.name.endswith(".lock"):
+        if path.is_file() and not path.name.endswith(".lock") and \
+                "_pygestor/jobs" not in path.as_posix():
             digest[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digest
 

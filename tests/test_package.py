@@ -82,3 +82,20 @@ def test_cli_reference_is_current():
 
     doc = Path(__file__).parent.parent / "docs" / "cli.md"
     assert doc.read_text() == render(), "run: python -m pygestor.clidoc > docs/cli.md"
+
+
+def test_no_module_shadows_an_api_name() -> None:
+    """Importing every module of the package must not replace an API function by a submodule
+    of the same name (``pygestor.download`` must stay the function)."""
+    import importlib
+    import pkgutil
+    import types
+
+    import pygestor
+
+    for module in pkgutil.walk_packages(pygestor.__path__, "pygestor."):
+        skipped = ("pygestor.ui", "pygestor.loaders.torch", "pygestor.__main__")
+        if not module.name.startswith(skipped):
+            importlib.import_module(module.name)
+    for name in pygestor.__all__:
+        assert not isinstance(getattr(pygestor, name), types.ModuleType), name

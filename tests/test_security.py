@@ -84,7 +84,12 @@ def test_no_pipeline_can_write_outside_data_dir(local_manager, tmp_path, escape)
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(InvalidNameError):
         local_manager.add_dataset("evil", "memory://x", pipeline="evil-test")
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # nothing new beside data_dir, and in data_dir only the record of the failed job
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == \
+        sorted(n for n in before if n != "data")
+    data = tmp_path / "data"
+    written = [p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file()]
+    assert all(p.startswith("_pygestor/jobs/") for p in written), written
     assert not local_manager.catalog.exists("evil")
 
 

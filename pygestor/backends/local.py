@@ -120,8 +120,10 @@ class LocalStorage(Storage):
             return near
         return super().staging_dir()
 
-    def stale_temps(self, folders: list[str]) -> list[str]:
-        return [p for folder in folders for p in stale_temps(folder)]
+    def stale_temps(self, folders: list[str],
+                    dead: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()
+                    ) -> list[str]:
+        return [p for folder in folders for p in stale_temps(folder, dead=dead)]
 
     # ------------------------------------------------------------------ removing, moving
     def check_inside(self, path: str) -> None:

@@ -302,9 +302,12 @@ class Storage:
                 log.info("removed stale staging file %s", path)
         return folder
 
-    def stale_temps(self, folders: list[str]) -> list[str]:
-        """Stale temporary files of storage ``folders`` and of the local staging folder."""
-        return stale_temps(staging_root())
+    def stale_temps(self, folders: list[str],
+                    dead: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()
+                    ) -> list[str]:
+        """Stale temporary files of storage ``folders`` and of the local staging folder
+        (``dead``: (host, pid) of writers known to be gone, e.g. of abandoned jobs)."""
+        return stale_temps(staging_root(), dead=dead)
 
     # ------------------------------------------------------------------ removing, moving
     def check_inside(self, path: str) -> None:

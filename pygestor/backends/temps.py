@@ -16,7 +16,14 @@ import time
 import uuid
 
 TEMP_MARKER = ".tmp-"
-_HOST = socket.gethostname().replace("-", "_")[:40]
+
+
+def host_tag(host: str) -> str:
+    """How a host is spelled in temporary names (no '-': it separates the parts)."""
+    return host.replace("-", "_")[:40]
+
+
+_HOST = host_tag(socket.gethostname())
 
 
 def temp_name(final_name: str) -> str:
@@ -24,7 +31,8 @@ def temp_name(final_name: str) -> str:
     return f".{final_name}{TEMP_MARKER}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
-def is_stale_temp(name: str, max_age: float | None = None, mtime: float | None = None) -> bool:
+def is_stale_temp(name: str, max_age: float | None = None, mtime: float | None = None,
+                  dead: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()) -> bool:
     """True for a temp file whose writer is gone (same host, dead pid) or that is older than
     ``max_age`` seconds (another host's, or a live pid's: pids are reused)."""
     base = name.rsplit("/", 1)[-1]
@@ -32,6 +40,9 @@ def is_stale_temp(name: str, max_age: float | None = None, mtime: float | None =
         return False
     tail = base.rsplit(TEMP_MARKER, 1)[1]
     parts = tail.split("-")
+    if len(parts) >= 3 and parts[1].isdigit() and \
+            (parts[0], int(parts[1])) in {(host_tag(h), p) for h, p in dead}:
+        return True  # the writer's job was abandoned (its lease expired)
     if len(parts) >= 3 and parts[0] == _HOST:
         try:
             pid = int(parts[1])
@@ -51,7 +62,9 @@ def is_stale_temp(name: str, max_age: float | None = None, mtime: float | None =
     return False
 
 
-def stale_temps(folder: str, max_age: float = 24 * 3600) -> list[str]:
+def stale_temps(folder: str, max_age: float = 24 * 3600,
+                dead: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()
+                ) -> list[str]:
     """Temporary files in a local ``folder`` whose writer is gone (see :func:`is_stale_temp`)."""
     found = []
     try:
@@ -65,7 +78,7 @@ def stale_temps(folder: str, max_age: float = 24 * 3600) -> list[str]:
             mtime = entry.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        if is_stale_temp(entry.name, max_age=max_age, mtime=mtime):
+        if is_stale_temp(entry.name, max_age=max_age, mtime=mtime, dead=dead):
             found.append(entry.path)
     return found
 
