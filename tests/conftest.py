@@ -123,3 +123,21 @@ def toy_source(tmp_path: Path) -> Path:
     from sources import write_toy_source
 
     return write_toy_source(tmp_path / "toy-src")
+
+
+@pytest.fixture
+def slow_source(s3_server: dict[str, Any], toy_source: Path) -> Iterator[dict[str, Any]]:
+    """The toy files in S3, read through a fault proxy that relays them at 40 KB/s, so that a
+    download takes a few seconds (to watch it, cancel it, kill it)."""
+    import s3fs
+    from faultproxy import FaultProxy, Rule
+
+    fs = s3fs.S3FileSystem(**s3_server["options"], skip_instance_cache=True)
+    prefix = f"{s3_server['bucket']}/slow-src-{uuid.uuid4().hex[:8]}"
+    for path in toy_source.rglob("*"):
+        if path.is_file():
+            fs.put_file(str(path), f"{prefix}/{path.relative_to(toy_source).as_posix()}")
+    with FaultProxy(s3_server["endpoint"]) as proxy:
+        proxy.add(Rule("slow", method="GET", path=r"slow-src-", times=None, rate=40_000))
+        yield {"url": f"s3://{prefix}", "proxy": proxy,
+               "options": {"client_kwargs": {"endpoint_url": proxy.url}}}

@@ -274,3 +274,84 @@ def test_admin_workflow_in_chromium(screen, manager, tmp_path):
     button("Sign in").click()
     screen.should_contain("About this dataset")  # back where the browser was going
     assert driver.current_url == f"{origin}/dataset/media/thumbnails"
+
+
+def test_jobs_are_seen_and_cancelled_from_every_browser(screen, manager, tmp_path,
+                                                        slow_source, nicegui_chrome_options):
+    """A download started by the command line shows in two browser contexts and after a
+    reload, its progress moves, and a browser's cancel ends the command; deleting the dataset
+    in the browser while the command downloads cancels it and leaves nothing."""
+    from test_jobs import World
+
+    world = World(tmp_path, slow_source)
+    world.data_dir = Path(manager.settings.data_dir)
+    world.env["PYGESTOR_DATA_DIR"] = str(world.data_dir)
+    world.add()
+    driver = screen.selenium
+    other = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=nicegui_chrome_options)
+    try:
+        download = world.start("download", "toy")
+        job = world.wait_for_job("download")
+        screen.open("/")
+        other.get(screen.url + "/")
+        progress = {}
+        for browser in (driver, other):
+            card = _job_element(browser, job["id"])
+            assert "download toy" in card.text and f"/ {job['total']}" in card.text
+            progress[browser] = _done(card)
+        driver.refresh()
+        _wait_until(lambda: _done(_job_element(driver, job["id"])) > progress[driver],
+                    "the progress to move after a reload")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / "17-jobs-panel.png"))
+        first_button = _job_element(other, job["id"]).find_element(By.TAG_NAME, "button")
+        assert "Cancel" in first_button.text
+        first_button.click()
+        _, err = download.communicate(timeout=30)
+        assert download.returncode != 0 and "cancelled" in err
+        _wait_until(lambda: not other.find_elements(By.CSS_SELECTOR, "[data-testid=job]"),
+                    "the cancelled job to leave the panel")
+
+        download = world.start("download", "toy")
+        world.wait_for_job("download")
+        screen.open("/dataset/toy")
+        driver.find_element(By.XPATH, "//button[contains(., 'Delete dataset')]").click()
+        screen.should_contain("will be cancelled first")
+        driver.find_element(By.XPATH, "//div[contains(@class, 'q-dialog')]"
+                                      "//button[contains(., 'Delete dataset')]").click()
+        screen.should_contain("Deleted toy")
+        _, err = download.communicate(timeout=30)
+        assert download.returncode != 0 and "cancelled" in err
+        left = [p for p in world.data_dir.rglob("*") if p.is_file() and
+                not p.relative_to(world.data_dir).as_posix().startswith("_pygestor/")]
+        assert left == [] and manager.catalog.names() == []
+    finally:
+        other.quit()
+
+
+def _job_element(browser: webdriver.Chrome, job_id: str) -> WebElement:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = browser.find_elements(By.CSS_SELECTOR, f"[data-testid=job][data-job='{job_id}']")
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not shown")
+
+
+def _done(card: WebElement) -> int:
+    import re
+
+    return int(re.search(r"(\d+) / \d+", card.text).group(1))
+
+
+def _wait_until(condition, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # the page re-renders between reads
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -18,6 +18,7 @@ from pygestor.errors import PygestorError
 from pygestor.ui import auth, display, layout
 from pygestor.ui.app import get_manager
 from pygestor.ui.display import error_text
+from pygestor.ui.jobs import jobs_panel
 
 log = logging.getLogger("pygestor.ui")
 
@@ -199,6 +200,7 @@ async def datasets_page(deleted: str | None = None, data: int = 1) -> None:
             stat_stored = layout.stat("Stored", "-", "storage", "stat-stored")
             stat_pending = layout.stat("Not downloaded (source)", "-", "cloud_queue",
                                        "stat-pending")
+        jobs_panel()
         with ui.card().classes("pg-card w-full p-0").props("flat") as empty, layout.empty_state(
                 "inventory_2", "No datasets yet",
                 "Add one from a local folder, a glob of parquet / CSV / JSON Lines files, an "

@@ -21,6 +21,7 @@ from pygestor.manager import ProgressEvent
 from pygestor.ui import display, layout
 from pygestor.ui.app import get_manager
 from pygestor.ui.display import error_text
+from pygestor.ui.jobs import jobs_panel, running_jobs
 
 log = logging.getLogger("pygestor.ui")
 
@@ -99,17 +100,21 @@ async def dataset_view(info: dict[str, Any]) -> None:
     @layout.guarded
     async def delete() -> None:
         stored = display.size(info["downloaded_bytes"])
+        running = await run.io_bound(running_jobs, name)
+        cancels = (f" Its {_plural(len(running), 'running job')} "
+                   f"({', '.join(j['kind'] for j in running)}) will be cancelled first."
+                   if running else "")
         confirmed, with_data = await layout.confirm(
             f"Delete dataset “{name}”?",
             "It is removed from the catalog; its source is not touched. "
-            "You can add it again later.", "Delete dataset",
+            f"You can add it again later.{cancels}", "Delete dataset",
             option=f"Also delete its downloaded data ({_plural(info['downloaded'], 'partition')}"
                    f", {stored})",
             marker="delete")
         if not confirmed:
             return
         try:
-            await run.io_bound(manager.delete_dataset, name, data=with_data)
+            await run.io_bound(manager.delete_dataset, name, data=with_data, force=True)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             layout.notify(f"Could not delete {name}: {error_text(exc)}", "negative")
             return
@@ -124,6 +129,7 @@ async def dataset_view(info: dict[str, Any]) -> None:
             ui.space()
             ui.button("Delete dataset", icon="delete_outline", on_click=delete) \
                 .props("outline no-caps color=negative").mark("delete-dataset")
+        jobs_panel(name)
         with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-3 gap-5"):
             with ui.card().classes("pg-card p-5 gap-3").props("flat"):
                 ui.label("Details").classes("text-base font-semibold")
