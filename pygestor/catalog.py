@@ -248,6 +248,18 @@ class Dataset:
             for part in subset.partitions:
                 yield subset, part
 
+    def only(self, subset: Subset, part: Partition) -> Dataset:
+        """A copy of this record holding one subset with one partition (what a task on a
+        cluster needs to fetch it, without the whole catalog of a large dataset)."""
+        one = Subset(name=subset.name, partitions=[part], description=subset.description,
+                     schema=subset.schema, extra=subset.extra)
+        return Dataset(name=self.name, url=self.url, pipeline=self.pipeline,
+                       options=self.options, subsets={one.name: one}, revision=self.revision,
+                       description=self.description, modality=self.modality,
+                       license=self.license, created_at=self.created_at,
+                       updated_at=self.updated_at, extra=self.extra,
+                       schema_version=self.schema_version, uid=self.uid)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version, "name": self.name, "url": self.url,

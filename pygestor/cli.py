@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--update", action="store_true",
                           help="fetch what changed upstream (pipelines that track revisions)")
     download.add_argument("--max-workers", type=int, metavar="N", help="concurrent fetches")
+    download.add_argument("--cluster", metavar="ADDRESS",
+                          help="a Dask scheduler (tcp://host:8786) whose workers fetch the "
+                               "partitions (default: the 'cluster' setting, else this machine)")
     download.set_defaults(handler=cmd_download)
 
     remove = commands.add_parser("remove", help="delete downloaded data (keeps the dataset)")
@@ -260,7 +263,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         report = manager.download_updates(args.ref, max_workers=args.max_workers)
     else:
         report = manager.download(args.ref, args.partitions, force=args.force,
-                                  max_workers=args.max_workers)
+                                  max_workers=args.max_workers, cluster=args.cluster)
     print(f"{args.ref}: {report}")
     for key, why in report.set_aside.items():
         print(f"set aside: {key}: {why}")

@@ -69,6 +69,8 @@ class Settings:
         retries: attempts for a transient network error (1 = no retry).
         retry_backoff: first back-off delay in seconds (doubles, with jitter).
         timeout: seconds before a network operation is abandoned.
+        cluster: the address of a Dask scheduler (``tcp://host:8786``) that runs downloads and
+            the reading of many source files; empty: this machine's threads.
     Sources (what ``add`` and ``download`` may read; a record is checked again at download):
         source_schemes: URL schemes allowed (empty: any installed fsspec protocol).
         source_roots: local folders sources may come from (empty: anywhere for the command
@@ -99,6 +101,7 @@ class Settings:
     retries: int = 5
     retry_backoff: float = 0.5
     timeout: float = 60.0
+    cluster: str = ""
     source_schemes: list[str] = field(default_factory=list)
     source_roots: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)
@@ -174,6 +177,19 @@ class Settings:
         data["data_dir"] = redact_url(self.data_dir)
         data["sources"] = list(self.sources)
         return data
+
+    def without_secrets(self) -> Settings:
+        """These settings with every secret-looking storage option dropped (at any depth) and
+        no UI password: what may travel to another machine (a cluster's worker), which uses
+        its own credentials."""
+        def drop(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: drop(v) for k, v in value.items()
+                        if not SECRET_KEY_PATTERN.search(str(k))}
+            if isinstance(value, list):
+                return [drop(v) for v in value]
+            return value
+        return replace(self, storage_options=drop(self.storage_options), ui_password="")
 
     def with_overrides(self, **overrides: Any) -> Settings:
         explicit = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}

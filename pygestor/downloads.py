@@ -27,7 +27,7 @@ from pygestor import integrity
 from pygestor.backends.retry import TransientError, call_with_retries
 from pygestor.backends.temps import temp_name
 from pygestor.catalog import Catalog, Dataset, Partition, Subset, now
-from pygestor.errors import CancelledError, PygestorError, SourceError, StorageError
+from pygestor.errors import CancelledError, PygestorError, SourceError, StorageError, short_text
 from pygestor.policy import SourcePolicy
 
 if TYPE_CHECKING:
@@ -124,8 +124,11 @@ class PartitionTask:
         self._pipeline = pipeline  # shared by the tasks of one download in this process
 
     def __getstate__(self) -> dict[str, Any]:
+        """What travels to a cluster's worker: no manager, no pipeline object, and settings
+        without secrets (workers use their own credentials)."""
         state = self.__dict__.copy()
         state["_manager"] = state["_pipeline"] = None
+        state["settings"] = self.settings.without_secrets()
         return state
 
     @property
@@ -141,6 +144,17 @@ class PartitionTask:
         return self._pipeline
 
     def __call__(self, stop: threading.Event | None = None) -> Outcome:
+        if self._manager is not None:
+            return self._run(stop)
+        try:  # on a cluster's worker: say which one when it fails
+            return self._run(stop)
+        except Exception as exc:  # noqa: BLE001 - reported to the client with the worker
+            key = f"{self.dataset.name}/{self.subset.name}/{self.part.name}"
+            error = SourceError(f"{key} on worker {worker_name()}: {short_text(exc)}")
+            error.transient = getattr(exc, "transient", False)  # type: ignore[attr-defined]
+            raise error from None
+
+    def _run(self, stop: threading.Event | None) -> Outcome:
         manager = self.manager
         storage = manager.storage
         final = manager.partition_path(self.dataset.name, self.subset.name, self.part.name)
@@ -290,8 +304,15 @@ class Download:
         recorder = RecordBatcher(manager.catalog, name,
                                  stored=lambda names: manager._stored_sizes(name, names))
         pipeline = manager.pipeline(self.dataset.pipeline)
-        tasks = [PartitionTask(manager, self.dataset, s, p, stored.get((s.name, p.name)),
-                               self.force, pipeline) for s, p in self.selected]
+        if self.executor is None:
+            tasks = [PartitionTask(manager, self.dataset, s, p, stored.get((s.name, p.name)),
+                                   self.force, pipeline) for s, p in self.selected]
+        else:  # each task carries its own partition only
+            tasks = []
+            for s, p in self.selected:
+                one = self.dataset.only(s, p)
+                tasks.append(PartitionTask(manager, one, one.subsets[s.name], p,
+                                           stored.get((s.name, p.name)), self.force))
         try:
             self._schedule(tasks, recorder)
         finally:
@@ -352,6 +373,10 @@ class Download:
             report.set_aside[key] = outcome.set_aside
         if outcome.worker and outcome.worker != worker_name():
             report.workers[key] = outcome.worker
+            counts: dict[str, int] = {}
+            for worker in report.workers.values():
+                counts[worker] = counts.get(worker, 0) + 1
+            self.job.progress(workers=counts)
         if outcome.kind == "skipped":
             report.skipped.append(key)
             event.skipped += 1

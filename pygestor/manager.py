@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +63,8 @@ from pygestor.policy import SourcePolicy, drop_secrets
 log = logging.getLogger("pygestor")
 #: the kinds of running job a new one on the same partitions waits for
 WAITS_FOR = ("download", "remove", "delete")
+#: partitions in flight on a cluster's executor (its scheduler spreads them over the workers)
+REMOTE_IN_FLIGHT = 64
 
 
 @dataclass
@@ -105,12 +107,13 @@ class Manager:
 
     # ================================================================== registering
     def add_dataset(self, name: str, url: str | None = None, pipeline: str = "auto", *,
-                    face: str = "cli", **options: Any) -> Dataset:
+                    face: str = "cli", cluster: str | None = None, **options: Any) -> Dataset:
         """Register a dataset: discover its subsets and partitions; nothing is downloaded.
 
         ``face``: ``cli`` (the command line and the Python API) or ``ui`` (the web UI, whose
         source policy is closed to local paths outside the configured roots). Runs as a job
-        (listing a large source takes a while).
+        (listing a large source takes a while). ``cluster`` (or the ``cluster`` setting): a
+        Dask scheduler whose workers read the footers / first lines of the source files.
         """
         check_dataset_name(name)
         self.storage.check_root()
@@ -129,13 +132,26 @@ class Manager:
         if self.catalog.exists(name):
             raise_exists(name)
         self._check_nesting(name)
-        with self.jobs.start("add", url or name, name):
+        address = cluster if cluster is not None else self.settings.cluster
+        with self.jobs.start("add", url or name, name), self._executor(address) as executor:
+            pipeline_obj.executor = executor
             dataset = pipeline_obj.discover(name, url, options)
             dataset.pipeline = pipeline
             self._accept(dataset, common)
             self.catalog.create(dataset)
         log.info("registered %s: %d subsets", name, len(dataset.subsets))
         return dataset
+
+    @contextlib.contextmanager
+    def _executor(self, address: str) -> Iterator[Executor | None]:
+        """The executor of the Dask cluster at ``address``, or None (this machine)."""
+        if not address:
+            yield None
+            return
+        from pygestor.cluster import cluster_executor
+
+        with cluster_executor(address) as executor:
+            yield executor
 
     def _accept(self, dataset: Dataset, common: dict[str, Any]) -> None:
         """Check what a pipeline discovered like user input, and make it a record."""
@@ -322,7 +338,8 @@ class Manager:
     def download(self, ref: str, partitions: Iterable[str] | None = None, force: bool = False,
                  *, progress: bool | ProgressCallback = True,
                  cancel: threading.Event | None = None, max_workers: int | None = None,
-                 executor: Executor | None = None) -> DownloadReport:
+                 executor: Executor | None = None, cluster: str | None = None
+                 ) -> DownloadReport:
         """Fetch the partitions ``ref`` covers (or the named ``partitions`` of one subset).
 
         Runs as a job (``pygestor jobs``): it first waits for an earlier running job on the
@@ -332,8 +349,14 @@ class Manager:
         skipped unless ``force``; a damaged one is fetched again. Each is placed atomically and
         recorded as soon as it is complete, so an interrupted download resumes where it
         stopped. ``cancel`` (or ``pygestor cancel JOB`` from anywhere) stops queued partitions;
-        running ones finish.
+        running ones finish. ``cluster`` (or the ``cluster`` setting): the address of a Dask
+        scheduler whose workers fetch the partitions (:mod:`pygestor.cluster`).
         """
+        address = cluster if cluster is not None else self.settings.cluster
+        if executor is None and address:
+            with self._executor(address) as remote:
+                return self.download(ref, partitions, force, progress=progress, cancel=cancel,
+                                     max_workers=max_workers, executor=remote, cluster="")
         dataset, selected = self._select(ref, partitions)
         explicit = [f"{s.name}/{p.name}" for s, p in selected] \
             if partitions is not None or self.resolve(ref).partition else None
@@ -345,7 +368,9 @@ class Manager:
             self._check_own_folders(dataset)
             self._cleanup_temps(dataset, set(subsets))
             notify, close = self._progress_sink(progress, len(selected), dataset.name)
-            workers = max(1, min(max_workers or self.settings.max_workers, len(selected) or 1))
+            in_flight = max_workers or (self.settings.max_workers if executor is None
+                                        else REMOTE_IN_FLIGHT)
+            workers = max(1, min(in_flight, len(selected) or 1))
             try:
                 report = Download(self, dataset, selected, force=force, job=job, notify=notify,
                                   workers=workers, executor=executor).run()

@@ -9,6 +9,7 @@ for the rest.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pygestor.catalog import Dataset, Partition, Subset
@@ -53,6 +54,9 @@ class Pipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: where many source files may be read while planning (a Dask cluster's executor when
+        #: the operation was given one; None: the pipeline's own threads)
+        self.executor: Executor | None = None
 
     # ------------------------------------------------------------------ choosing and checking
     @classmethod

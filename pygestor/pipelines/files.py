@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -120,11 +120,21 @@ class FilesPipeline(Pipeline):
             folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
             by_subset.setdefault(folder or "default", []).append(item)
         dataset = Dataset(name=name, url=url, pipeline=self.name, options=dict(options))
-        with ThreadPoolExecutor(max_workers=min(16, self.settings.max_workers * 2)) as pool:
+        with self._readers() as pool:
             for subset_name in sorted(by_subset):
                 dataset.subsets[subset_name] = self._plan_subset(
                     fs, subset_name, by_subset[subset_name], options, pool)
         return dataset
+
+    @contextlib.contextmanager
+    def _readers(self) -> Iterator[Executor]:
+        """Where source files are read: the cluster's executor when the operation was given
+        one (``self.executor``), else a pool of threads."""
+        if self.executor is not None:
+            yield self.executor
+            return
+        with ThreadPoolExecutor(max_workers=min(16, self.settings.max_workers * 2)) as pool:
+            yield pool
 
     def _list_sources(self, fs: Any, path: str, url: str) -> tuple[list[SourceFile], str]:
         try:
@@ -186,7 +196,7 @@ class FilesPipeline(Pipeline):
         return kept
 
     def _plan_subset(self, fs: Any, subset_name: str, files: list[SourceFile],
-                     options: dict[str, Any], pool: ThreadPoolExecutor) -> Subset:
+                     options: dict[str, Any], pool: Executor) -> Subset:
         families = {FAMILIES[f.fmt] for f in files}
         if len(families) > 1:
             raise SourceError(f"subset {subset_name!r} mixes {' and '.join(sorted(families))} "
@@ -194,8 +204,10 @@ class FilesPipeline(Pipeline):
         subset = Subset(name=subset_name)
         mode = check_mode(options.get("schema"))
         target = partition_target(self.settings, options)
+        reader = FileReader(options, self.settings, target, remote=self.executor is not None)
         if families == {"parquet"}:
-            plans = list(pool.map(lambda f: self._plan_parquet(fs, f, target), files))
+            plans = list(pool.map(reader.parquet, [(fs.unstrip_protocol(f.path), f.ranges)
+                                                   for f in files]))
             schema = reconcile([(f.path, s) for f, (_, s) in zip(files, plans, strict=True)],
                                mode)
             subset.schema = formats.schema_to_text(schema)
@@ -205,9 +217,10 @@ class FilesPipeline(Pipeline):
                               size, stop - start)
             return subset
         infer = int(options.get("infer_bytes") or formats.INFER_BYTES)
-        probes = list(pool.map(lambda pair: formats.probe_text(
-            fs, pair[1].path, pair[1].fmt, pair[1].compression, options,
-            infer if pair[0] == 0 else min(infer, formats.PROBE_BYTES)), enumerate(files)))
+        probes = list(pool.map(reader.text, [
+            (fs.unstrip_protocol(f.path), f.fmt, f.compression,
+             infer if index == 0 else min(infer, formats.PROBE_BYTES))
+            for index, f in enumerate(files)]))
         schema = reconcile([(f.path, p.schema) for f, p in zip(files, probes, strict=True)], mode,
                            fix="put them in separate folders, or set column_types")
         formats.check_overrides(schema, options, f"subset {subset_name!r}")
@@ -221,15 +234,6 @@ class FilesPipeline(Pipeline):
             for start, stop, size in _byte_ranges(item.size, target if cut else None):
                 self._add(subset, {**source, "start": start, "stop": stop}, size, None)
         return subset
-
-    def _plan_parquet(self, fs: Any, item: SourceFile,
-                      target: int) -> tuple[list[tuple[int, int, int]], pa.Schema]:
-        with _readable(fs, item.path, item.ranges) as (read_fs, read_path):
-            pf = formats.open_parquet(read_fs, read_path)
-            try:
-                return formats.plan_parquet_slices(pf.metadata, target), pf.schema_arrow
-            finally:
-                pf.close()
 
     @staticmethod
     def _source(fs: Any, item: SourceFile) -> dict[str, Any]:
@@ -302,6 +306,35 @@ class FilesPipeline(Pipeline):
             fs, path, source["format"], source.get("compression"), source["start"],
             source.get("stop"), schema, options, columns=source.get("columns"),
             fill_missing=fill, stream=bool(source.get("stream"))), None
+
+
+class FileReader:
+    """Reads what planning needs of one source file (a parquet footer; a text file's first
+    lines): picklable, so that the files of a large source can be read on a cluster's workers.
+    It carries no secret (workers use their own credentials)."""
+
+    def __init__(self, options: dict[str, Any], settings: Any, target: int,
+                 remote: bool = False) -> None:
+        from pygestor.policy import drop_secrets
+
+        self.options = drop_secrets(options)[0] if remote else options
+        self.settings = settings.without_secrets() if remote else settings
+        self.target = target
+
+    def parquet(self, item: tuple[str, bool]) -> tuple[list[tuple[int, int, int]], pa.Schema]:
+        url, ranges = item
+        fs, path = source_filesystem(url, self.options, self.settings)
+        with _readable(fs, path, ranges) as (read_fs, read_path):
+            pf = formats.open_parquet(read_fs, read_path)
+            try:
+                return formats.plan_parquet_slices(pf.metadata, self.target), pf.schema_arrow
+            finally:
+                pf.close()
+
+    def text(self, item: tuple[str, str, str | None, int]) -> formats.TextProbe:
+        url, fmt, compression, sample = item
+        fs, path = source_filesystem(url, self.options, self.settings)
+        return formats.probe_text(fs, path, fmt, compression, self.options, sample)
 
 
 def check_identity(fs: Any, path: str, source: dict[str, Any]) -> None:
