@@ -138,3 +138,24 @@ def test_a_worker_killed_mid_download_does_not_stop_it(cluster: str, s3_server: 
     deadline = time.time() + 60
     while time.time() < deadline and len(worker_pids(cluster)) < 2:
         time.sleep(0.5)  # the nanny starts a new worker process for the next test
+
+
+def test_a_worker_that_cannot_read_the_source_is_named(cluster: str, s3_server: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """A source only the client can see (an in-memory filesystem of this process): each
+    partition fails on a worker, and the error says which worker and why."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/only-here/d.csv", b"id,v\n1,2\n3,4\n")
+    manager = s3_manager(s3_server)
+    manager.add_dataset("mem", "memory://only-here")
+    from pygestor.errors import SourceError
+
+    with pytest.raises(SourceError) as info:
+        manager.download("mem", progress=False, cluster=cluster)
+    message = str(info.value)
+    assert "on worker " in message and "only-here/d.csv is gone from the source" in message
+    pids = {str(p) for p in worker_pids(cluster).values()}
+    assert any(f":{pid}" in message for pid in pids)
+    assert not any(p.downloaded for _, p in manager.dataset("mem").partitions)
