@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pygestor import integrity
 from pygestor.backends.retry import TransientError, call_with_retries
@@ -54,6 +54,9 @@ from pygestor.names import check_dataset_name, check_partition_name, check_subse
 from pygestor.pipelines import get_pipeline, pipeline_for_url
 from pygestor.pipelines.base import COMMON_OPTIONS, Pipeline
 from pygestor.policy import SourcePolicy, drop_secrets
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("pygestor")
 #: where files that are not provably a partition's are moved, inside the dataset's folder
@@ -159,6 +162,15 @@ class Manager:
         ``face``: ``cli`` (the command line and the Python API) or ``ui`` (the web UI, whose
         source policy is closed to local paths outside the configured roots).
         """
+        dataset = self.plan_dataset(name, url, pipeline, face=face, **options)
+        self.catalog.create(dataset)
+        log.info("registered %s: %d subsets", name, len(dataset.subsets))
+        return dataset
+
+    def plan_dataset(self, name: str, url: str | None = None, pipeline: str = "auto", *,
+                     face: str = "cli", **options: Any) -> Dataset:
+        """What :meth:`add_dataset` would register, without writing anything (a dry run: the
+        same policy checks, validation and discovery; the record is returned, not stored)."""
         check_dataset_name(name)
         self.storage.check_root()
         url = url.strip() if isinstance(url, str) else url
@@ -191,8 +203,6 @@ class Manager:
         for key in ("description", "modality"):
             if common.get(key):
                 setattr(dataset, key, str(common[key])[:10000])
-        self.catalog.create(dataset)
-        log.info("registered %s: %d subsets", name, len(dataset.subsets))
         return dataset
 
     def _check_nesting(self, name: str, subsets: Iterable[str] = ()) -> None:
@@ -261,6 +271,28 @@ class Manager:
         target = self.resolve(name)
         dataset = target.record or self.catalog.read(target.dataset)
         return self.pipeline(dataset.pipeline).check_updates(dataset)
+
+    # ================================================================== exploring
+    def preview(self, ref: str, rows: int = 20, *, face: str = "cli") -> pa.Table:
+        """The first ``rows`` rows of the subset ``ref`` read straight from its source, before
+        downloading (every URL read passes the source policy of ``face``; nothing is written).
+        See :mod:`pygestor.preview`."""
+        from pygestor.preview import source_rows
+
+        target = self.resolve(ref)
+        if target.subset is None or target.partition is not None:
+            raise ConfigError(f"{ref!r} is not a subset; name one (dataset/subset)")
+        record = target.record or self.catalog.read(target.dataset)
+        return source_rows(self, record, target.subset, rows, face=face)
+
+    def column_stats(self, ref: str, *, progress: Callable[[int, int], None] | None = None,
+                     cancel: threading.Event | None = None) -> dict[str, Any]:
+        """Compute the column statistics of the downloaded subset ``ref`` and store them with
+        its record (``Subset.extra["stats"]``). ``progress(done, total)`` counts row groups;
+        setting ``cancel`` stops it (:class:`CancelledError`). See :mod:`pygestor.stats`."""
+        from pygestor.stats import compute_column_stats
+
+        return compute_column_stats(self, ref, progress=progress, cancel=cancel)
 
     # ================================================================== views
     def resolve(self, ref: str) -> Reference:
