@@ -76,16 +76,11 @@ class Overview:
         self._header(add)
         self.problem = ui.label("").classes("text-negative").mark("page-error")
         self.problem.visible = False
-        with ui.row().classes("w-full gap-4"):
-            self.datasets = layout.stat("Datasets", "-", "dataset", "stat-datasets")
-            self.parts = layout.stat("Partitions downloaded", "-", "download_done", "stat-parts")
-            self.stored = layout.stat("Stored", "-", "storage", "stat-stored")
-            self.pending = layout.stat("Not downloaded (source)", "-", "cloud_queue",
-                                       "stat-pending")
+        self.counts = Counts()
         self._empty(add)
         self._table()
-        self._chart()
-        self.empty.visible = self.table_card.visible = self.chart_card.visible = False
+        self.chart = UsageChart()
+        self.empty.visible = self.table_card.visible = self.chart.card.visible = False
 
     def _header(self, add: Any) -> None:
         with ui.row().classes("w-full items-end gap-4"):
@@ -122,13 +117,6 @@ class Overview:
             for column, template in SLOTS.items():
                 self.table.add_slot(f"body-cell-{column}", template)
 
-    def _chart(self) -> None:
-        with ui.card().classes("pg-card w-full p-5 gap-2").props("flat") as self.chart_card:
-            with ui.row().classes("w-full items-baseline gap-2"):
-                ui.label("Storage usage").classes("text-base font-semibold")
-                ui.label("per dataset: bytes stored, and the source size of what is not "
-                         "downloaded yet").classes("text-sm pg-muted")
-            self.chart = ui.echart({}).classes("w-full").mark("usage-chart")
 
     def apply_search(self) -> None:
         query = self.search.value or ""
@@ -149,19 +137,47 @@ class Overview:
         self.problem.visible = False
         self.table.props(remove="loading")
         self.apply_search()
-        self._counts(rows, pending)
+        self.counts.show(rows, pending)
+        self.subtitle.set_text(f"{len(rows)} dataset{'s' if len(rows) != 1 else ''} · "
+                               f"{sum(r['downloaded_parts'] for r in rows):,} of "
+                               f"{sum(r['partitions'] for r in rows):,} partitions downloaded")
+        self.chart.show(rows, pending)
+        self.empty.visible = not rows
+        self.table_card.visible = self.chart.card.visible = bool(rows)
+
+
+class UsageChart:
+    """Per dataset: bytes stored, and the source bytes not downloaded yet."""
+
+    def __init__(self) -> None:
+        with ui.card().classes("pg-card w-full p-5 gap-2").props("flat") as self.card:
+            with ui.row().classes("w-full items-baseline gap-2"):
+                ui.label("Storage usage").classes("text-base font-semibold")
+                ui.label("per dataset: bytes stored, and the source size of what is not "
+                         "downloaded yet").classes("text-sm pg-muted")
+            self.chart = ui.echart({}).classes("w-full").mark("usage-chart")
+
+    def show(self, rows: list[dict[str, Any]], pending: dict[str, int]) -> None:
         self.chart.options.clear()
         self.chart.options.update(display.usage_chart(rows, pending))
         self.chart.style(f"height: {max(140, 56 + 34 * len(rows))}px")
         self.chart.update()
-        self.empty.visible = not rows
-        self.table_card.visible = self.chart_card.visible = bool(rows)
 
-    def _counts(self, rows: list[dict[str, Any]], pending: dict[str, int]) -> None:
+
+class Counts:
+    """The four numbers above the table: datasets, partitions, bytes stored and pending."""
+
+    def __init__(self) -> None:
+        with ui.row().classes("w-full gap-4"):
+            self.datasets = layout.stat("Datasets", "-", "dataset", "stat-datasets")
+            self.parts = layout.stat("Partitions downloaded", "-", "download_done", "stat-parts")
+            self.stored = layout.stat("Stored", "-", "storage", "stat-stored")
+            self.pending = layout.stat("Not downloaded (source)", "-", "cloud_queue",
+                                       "stat-pending")
+
+    def show(self, rows: list[dict[str, Any]], pending: dict[str, int]) -> None:
         parts = sum(r["partitions"] for r in rows)
         done = sum(r["downloaded_parts"] for r in rows)
-        self.subtitle.set_text(f"{len(rows)} dataset{'s' if len(rows) != 1 else ''} · "
-                               f"{done:,} of {parts:,} partitions downloaded")
         self.datasets.set_text(f"{len(rows):,}")
         self.parts.set_text(f"{done:,} / {parts:,}")
         self.stored.set_text(display.size(sum(r["downloaded_bytes"] for r in rows)))

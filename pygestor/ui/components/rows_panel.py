@@ -55,19 +55,13 @@ class RowsPanel:
             await self.preview.show(self.ref)
             return
         self.preview.box.visible = False
-        opened = await run.io_bound(self._open)
+        opened = await run.io_bound(_attempt, RowViewer, get_manager(), self.ref)
         if isinstance(opened, str):
             self._fail(opened)
             return
         self.viewer = opened
         self.bar.set_columns(opened.schema.names)
         await self.run_query(self.bar.query)
-
-    def _open(self) -> RowViewer | str:
-        try:
-            return RowViewer(get_manager(), self.ref)
-        except Exception as exc:  # noqa: BLE001 - shown in the tab
-            return display.error_text(exc)
 
     @layout.guarded
     async def run_query(self, query: RowQuery) -> None:
@@ -103,19 +97,7 @@ class RowsPanel:
             self._fail(loaded)
             return
         show_rows(self.table, *loaded)
-        self.status.set_text(self._status(page, per_page, viewer))
-
-    def _status(self, page: int, per_page: int, viewer: RowViewer) -> str:
-        result = self.result
-        shown = viewer.num_rows if result is None else len(result.rows)
-        first, last = page * per_page + 1, min((page + 1) * per_page, shown)
-        where = f"rows {first:,}{display.DASH}{last:,} of " if shown else "no rows of "
-        if result is None:
-            return f"{where}{viewer.num_rows:,} (stored order)"
-        text = f"{where}{result.matches:,} matching rows ({result.seconds:.2f} s)"
-        if result.capped:
-            text += f"; the first {len(result.rows):,} can be paged"
-        return text
+        self.status.set_text(status_text(page, per_page, viewer, self.result))
 
     def _ticket(self) -> int:
         self.latest += 1
@@ -125,6 +107,20 @@ class RowsPanel:
         self.problem.set_text(message)
         self.problem.visible = True
         self.status.set_text("")
+
+
+def status_text(page: int, per_page: int, viewer: RowViewer, result: QueryResult | None
+                ) -> str:
+    """Which rows are shown, of how many, in which order."""
+    shown = viewer.num_rows if result is None else len(result.rows)
+    first, last = page * per_page + 1, min((page + 1) * per_page, shown)
+    where = f"rows {first:,}{display.DASH}{last:,} of " if shown else "no rows of "
+    if result is None:
+        return f"{where}{viewer.num_rows:,} (stored order)"
+    text = f"{where}{result.matches:,} matching rows ({result.seconds:.2f} s)"
+    if result.capped:
+        text += f"; the first {len(result.rows):,} can be paged"
+    return text
 
 
 def _page_rows(viewer: RowViewer, page: int, per_page: int, result: QueryResult | None

@@ -57,27 +57,45 @@ def load_stats(ref: str) -> dict[str, Any]:
     return {"stats": stats, "types": types}
 
 
+class StatsTable:
+    """The statistics as a table, or a line saying why there are none."""
+
+    def __init__(self) -> None:
+        self.empty = ui.row().classes("items-center gap-2 pg-muted text-sm no-wrap") \
+            .mark("stats-empty")
+        with ui.element("div").classes("w-full overflow-x-auto"):
+            self.table = ui.table(columns=COLUMNS, rows=[], row_key="id",
+                                  pagination={"rowsPerPage": 0}) \
+                .props("flat bordered dense hide-bottom").classes("pg-table w-full") \
+                .mark("stats-table")
+        self.table.add_slot("body-cell-nulls", _NULLS_CELL)
+        self.table.add_slot("body-cell-type", _TYPE_CELL)
+        self.table.add_slot("body-cell-distribution", _DISTRIBUTION_CELL)
+
+    def show(self, stats: dict[str, Any] | None, types: dict[str, str], empty: str) -> None:
+        self.table.rows = display.stats_rows(stats, types) if stats else []
+        self.table.visible = bool(stats)
+        self.table.update()
+        self.empty.clear()
+        self.empty.visible = not stats
+        with self.empty:
+            ui.icon("info", size="18px")
+            ui.label(empty)
+
+
 class StatsPanel:
-    """Built where called; :meth:`reload` shows what is stored."""
+    """Built where called; :meth:`reload` shows what is stored; "Compute" runs the
+    operation in a worker thread, with a progress bar and Cancel."""
 
     def __init__(self, ref: str) -> None:
         self.ref = ref
         self.cancel: threading.Event | None = None
         self.done: tuple[int, int] = (0, 0)
-        with ui.column().classes("w-full gap-3 px-5 py-4") as self.box:
+        with ui.column().classes("w-full gap-3 px-5 py-4"):
             self._header()
             self.problem = ui.label("").classes("text-sm text-negative").mark("stats-error")
             self.problem.visible = False
-            self.empty = ui.row().classes("items-center gap-2 pg-muted text-sm no-wrap") \
-                .mark("stats-empty")
-            with ui.element("div").classes("w-full overflow-x-auto"):
-                self.table = ui.table(columns=COLUMNS, rows=[], row_key="id",
-                                      pagination={"rowsPerPage": 0}) \
-                    .props("flat bordered dense hide-bottom").classes("pg-table w-full") \
-                    .mark("stats-table")
-            self.table.add_slot("body-cell-nulls", _NULLS_CELL)
-            self.table.add_slot("body-cell-type", _TYPE_CELL)
-            self.table.add_slot("body-cell-distribution", _DISTRIBUTION_CELL)
+            self.table = StatsTable()
         self.timer = ui.timer(0.3, self._poll, active=False)
 
     def _header(self) -> None:
@@ -98,30 +116,18 @@ class StatsPanel:
     async def reload(self, downloaded: int) -> None:
         self.compute_button.set_enabled(downloaded > 0)
         if not downloaded:
-            self._show(None, {}, "Download the subset to compute its column statistics.")
-            return
-        loaded = await run.io_bound(load_stats, self.ref)
-        if loaded is not None:
-            self._show(loaded["stats"], loaded["types"],
-                       "No statistics yet: compute them (one pass over the downloaded rows).")
-
-    def _show(self, stats: dict[str, Any] | None, types: dict[str, str], empty: str) -> None:
-        self.table.rows = display.stats_rows(stats, types) if stats else []
-        self.table.visible = bool(stats)
-        self.table.update()
-        self.empty.clear()
-        self.empty.visible = not stats
-        with self.empty:
-            ui.icon("info", size="18px")
-            ui.label(empty)
-        if not stats:
+            self.table.show(None, {}, "Download the subset to compute its column statistics.")
             self.facts.set_text("")
             return
-        facts = f"{stats['rows']:,} rows · computed {display.when(stats.get('computed_at'))}"
-        if stats.get("stale"):
-            facts += " · partitions changed since: compute again"
-        self.facts.set_text(facts)
-        self.compute_button.set_text("Compute again")
+        loaded = await run.io_bound(load_stats, self.ref)
+        if loaded is None:
+            return
+        stats = loaded["stats"]
+        self.table.show(stats, loaded["types"],
+                        "No statistics yet: compute them (one pass over the downloaded rows).")
+        self.facts.set_text(stats_facts(stats) if stats else "")
+        if stats:
+            self.compute_button.set_text("Compute again")
 
     @layout.guarded
     async def compute(self) -> None:
@@ -157,3 +163,10 @@ class StatsPanel:
     def _cancel(self) -> None:
         if self.cancel is not None:
             self.cancel.set()
+
+
+def stats_facts(stats: dict[str, Any]) -> str:
+    facts = f"{stats['rows']:,} rows · computed {display.when(stats.get('computed_at'))}"
+    if stats.get("stale"):
+        facts += " · partitions changed since: compute again"
+    return facts

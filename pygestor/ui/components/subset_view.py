@@ -45,7 +45,7 @@ class SubsetView:
     def __init__(self, name: str, subset: str) -> None:
         self.name, self.subset, self.ref = name, subset, f"{name}/{subset}"
         self.downloaded = -1
-        self.controls = DownloadControls(self.ref, None, self.refresh)
+        self.controls = DownloadControls(self.ref, self.refresh)
         self._title()
         self.controls.progress_card()
         with ui.card().classes("pg-card w-full p-0 gap-0 overflow-hidden").props("flat"):
