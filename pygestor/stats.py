@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pygestor.errors import CancelledError, ConfigError
+from pygestor.errors import CancelledError, ConfigError, PartialDataWarning
 
 if TYPE_CHECKING:
     from pygestor.loaders.stream import RowGroupReader, Source
@@ -123,7 +124,9 @@ def stored_stats(manager: Manager, ref: str) -> dict[str, Any] | None:
     if not isinstance(found, dict):
         return None
     try:
-        digest = Source.open(manager, ref).digest()
+        with warnings.catch_warnings():  # a partial subset is only digested here, not read
+            warnings.simplefilter("ignore", PartialDataWarning)
+            digest = Source.open(manager, ref).digest()
     except Exception:  # noqa: BLE001 - nothing downloaded any more: stale
         digest = None
     return {**found, "stale": digest != found.get("digest")}
@@ -260,6 +263,7 @@ class Numbers(Column):
 
     def add_range(self, array: pa.ChunkedArray) -> None:
         data = _numbers(array)
+        data = data[np.isfinite(data)]
         if len(data):
             low, high = float(data.min()), float(data.max())
             self.low = low if self.low is None else min(self.low, low)
