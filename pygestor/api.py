@@ -33,8 +33,17 @@ def configure(config: str | None = None, **settings: Any) -> Manager:
         return _manager
 
 
+def set_manager(manager: Manager | None) -> None:
+    """Use ``manager`` for every API call (and the web UI) from now on; ``None``: build one
+    from the settings on next use. For embedding and tests; :func:`configure` is the usual way."""
+    global _manager
+    with _lock:
+        _manager = manager
+
+
 def get_manager() -> Manager:
-    """The manager the API functions use (created from the settings on first use)."""
+    """The manager the API functions (and the web UI) use: one per process, created from the
+    settings on first use."""
     from pygestor.manager import Manager
 
     global _manager

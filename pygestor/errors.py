@@ -63,6 +63,16 @@ class CancelledError(PygestorError):
     """An operation was cancelled by the user."""
 
 
+class QueryError(PygestorError):
+    """A sort, filter or SQL condition over a subset's rows is invalid, too slow or too large."""
+
+    exit_code = 2
+
+
+class NotSupportedError(PygestorError):
+    """An operation the pipeline (or the data) does not offer, e.g. rows before downloading."""
+
+
 class PolicyError(PygestorError):
     """A source is outside what the settings allow (scheme, local root, private address)."""
 

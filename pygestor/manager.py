@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pygestor import integrity
 from pygestor.backends.storage import Storage
@@ -60,6 +60,9 @@ from pygestor.pipelines import get_pipeline, pipeline_for_url
 from pygestor.pipelines.base import COMMON_OPTIONS, Pipeline
 from pygestor.policy import SourcePolicy, drop_secrets
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 log = logging.getLogger("pygestor")
 #: the kinds of running job a new one on the same partitions waits for
 WAITS_FOR = ("download", "remove", "delete")
@@ -78,6 +81,18 @@ class VerifyReport:
     @property
     def clean(self) -> bool:
         return not self.problems
+
+
+@dataclass
+class _AddPlan:
+    """What :meth:`Manager.add_dataset` checked before reading the source."""
+
+    name: str
+    url: str | None
+    pipeline_name: str
+    pipeline: Pipeline
+    options: dict[str, Any]
+    common: dict[str, Any]
 
 
 @dataclass
@@ -115,13 +130,34 @@ class Manager:
         (listing a large source takes a while). ``cluster`` (or the ``cluster`` setting): a
         Dask scheduler whose workers read the footers / first lines of the source files.
         """
+        plan = self._check_add(name, url, pipeline, face, options)
+        address = cluster if cluster is not None else self.settings.cluster
+        with self.jobs.start("add", plan.url or name, name), self._executor(address) as executor:
+            dataset = self._discover(plan, executor)
+            self.catalog.create(dataset)
+        log.info("registered %s: %d subsets", name, len(dataset.subsets))
+        return dataset
+
+    def plan_dataset(self, name: str, url: str | None = None, pipeline: str = "auto", *,
+                     face: str = "cli", cluster: str | None = None,
+                     **options: Any) -> Dataset:
+        """What :meth:`add_dataset` would register, without writing anything (a dry run: the
+        same policy checks, validation and discovery; the record is returned, not stored)."""
+        plan = self._check_add(name, url, pipeline, face, options)
+        address = cluster if cluster is not None else self.settings.cluster
+        with self._executor(address) as executor:
+            return self._discover(plan, executor)
+
+    def _check_add(self, name: str, url: str | None, pipeline: str, face: str,
+                   options: dict[str, Any]) -> _AddPlan:
+        """Everything checked before a source is read: the name, the source policy, the
+        pipeline, its options, and that the name is free and overlaps no other dataset."""
         check_dataset_name(name)
         self.storage.check_root()
         url = url.strip() if isinstance(url, str) else url
         common = {k: options.pop(k) for k in list(options) if k in COMMON_OPTIONS}
-        policy = SourcePolicy.for_settings(self.settings, face)
         if url:
-            policy.check(url, options)
+            SourcePolicy.for_settings(self.settings, face).check(url, options)
         if pipeline == "auto":
             if not url:
                 raise ConfigError("pipeline='auto' needs a URL to choose a pipeline from")
@@ -132,14 +168,14 @@ class Manager:
         if self.catalog.exists(name):
             raise_exists(name)
         self._check_nesting(name)
-        address = cluster if cluster is not None else self.settings.cluster
-        with self.jobs.start("add", url or name, name), self._executor(address) as executor:
-            pipeline_obj.executor = executor
-            dataset = pipeline_obj.discover(name, url, options)
-            dataset.pipeline = pipeline
-            self._accept(dataset, common)
-            self.catalog.create(dataset)
-        log.info("registered %s: %d subsets", name, len(dataset.subsets))
+        return _AddPlan(name, url, pipeline, pipeline_obj, options, common)
+
+    def _discover(self, plan: _AddPlan, executor: Executor | None) -> Dataset:
+        """The record a source makes, checked like user input (nothing written)."""
+        plan.pipeline.executor = executor
+        dataset = plan.pipeline.discover(plan.name, plan.url, plan.options)
+        dataset.pipeline = plan.pipeline_name
+        self._accept(dataset, plan.common)
         return dataset
 
     @contextlib.contextmanager
@@ -246,6 +282,28 @@ class Manager:
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Ask a job to stop, wherever it runs; returns its record."""
         return self.jobs.cancel(job_id)
+
+    # ================================================================== exploring
+    def preview(self, ref: str, rows: int = 20, *, face: str = "cli") -> pa.Table:
+        """The first ``rows`` rows of the subset ``ref`` read straight from its source, before
+        downloading (every URL read passes the source policy of ``face``; nothing is written).
+        See :mod:`pygestor.preview`."""
+        from pygestor.preview import source_rows
+
+        target = self.resolve(ref)
+        if target.subset is None or target.partition is not None:
+            raise ConfigError(f"{ref!r} is not a subset; name one (dataset/subset)")
+        record = target.record or self.catalog.read(target.dataset)
+        return source_rows(self, record, target.subset, rows, face=face)
+
+    def column_stats(self, ref: str, *, progress: Callable[[int, int], None] | None = None,
+                     cancel: threading.Event | None = None) -> dict[str, Any]:
+        """Compute the column statistics of the downloaded subset ``ref`` and store them with
+        its record (``Subset.extra["stats"]``). ``progress(done, total)`` counts row groups;
+        setting ``cancel`` stops it (:class:`CancelledError`). See :mod:`pygestor.stats`."""
+        from pygestor.stats import compute_column_stats
+
+        return compute_column_stats(self, ref, progress=progress, cancel=cancel)
 
     # ================================================================== views
     def resolve(self, ref: str) -> Reference:

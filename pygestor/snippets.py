@@ -1,20 +1,24 @@
-"""Runnable code snippets for a reference, shared by ``pygestor snippet`` and the web UI."""
+"""Runnable code snippets for a reference, shared by ``pygestor snippet`` and the web UI.
+
+Each snippet runs as copied, in a fresh shell or interpreter: it names the storage root (and
+its storage options, without credentials: those come from the environment, e.g. ``AWS_*``
+variables, as for every client), and the PyTorch one hands over ready batches, so text, bytes
+and variable-length lists need no custom ``collate_fn``.
+"""
 
 from __future__ import annotations
+
+import json
+import os
+import shlex
+from typing import Any
 
 from pygestor.config import Settings
 
 
 def snippets(ref: str, settings: Settings | None = None) -> dict[str, str]:
-    """Python and shell code that loads ``ref``, keyed by kind (each one is valid code)."""
-    configure = ""
-    if settings is not None:
-        data_dir = settings.data_dir
-        if "://" not in data_dir:
-            import os
-
-            data_dir = os.path.abspath(os.path.expanduser(data_dir))
-        configure = f"pygestor.configure(data_dir={data_dir!r})\n"
+    """Python and shell code that loads ``ref``, keyed by kind (each one runs as it is)."""
+    configure = _configure(settings)
     quoted = repr(ref)
     return {
         "load": f"import pygestor\n{configure}df = pygestor.load({quoted})\nprint(df.head())\n",
@@ -23,19 +27,51 @@ def snippets(ref: str, settings: Settings | None = None) -> dict[str, str]:
             f"for batch in pygestor.iter_batches({quoted}, batch_size=4096, format=\"arrow\"):\n"
             "    print(batch.num_rows)\n"),
         "torch": (
-            "from torch.utils.data import DataLoader\n\nimport pygestor\n"
-            f"from pygestor import PygestorDataset\n{configure}\n"
-            f"dataset = PygestorDataset({quoted}, shuffle=True, seed=0)\n"
-            "loader = DataLoader(dataset, batch_size=256, num_workers=2)\n"
-            "for epoch in range(2):\n"
-            "    dataset.set_epoch(epoch)\n"
-            "    for batch in loader:\n"
-            "        pass  # train on batch\n"),
-        "cli": f"pygestor download {_shell_quote(ref)}\npygestor head {_shell_quote(ref)} -n 5\n",
+            f"import pygestor\nfrom pygestor import PygestorDataLoader, PygestorDataset\n"
+            f"{configure}\n"
+            "# batches of 256 rows, as dicts of columns: numbers become tensors; text, bytes\n"
+            "# and variable-length lists stay Python lists (no collate_fn needed)\n"
+            f"dataset = PygestorDataset({quoted}, batch_size=256, shuffle=True, seed=0)\n"
+            "loader = PygestorDataLoader(dataset, num_workers=2)\n\n"
+            "if __name__ == \"__main__\":\n"
+            "    for epoch in range(2):\n"
+            "        dataset.set_epoch(epoch)\n"
+            "        for batch in loader:\n"
+            "            pass  # train on batch\n"),
+        "cli": _cli(ref, settings),
     }
 
 
-def _shell_quote(text: str) -> str:
-    import shlex
+def _where(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The storage root (an absolute path when local) and its storage options without
+    credentials."""
+    from pygestor.policy import drop_secrets
 
-    return shlex.quote(text)
+    data_dir = settings.data_dir
+    if "://" not in data_dir and "::" not in data_dir:
+        data_dir = os.path.abspath(os.path.expanduser(data_dir))
+    options, _ = drop_secrets(settings.storage_options)
+    return data_dir, options
+
+
+def _configure(settings: Settings | None) -> str:
+    if settings is None:
+        return ""
+    data_dir, options = _where(settings)
+    extra = f", storage_options={options!r}" if options else ""
+    return f"pygestor.configure(data_dir={data_dir!r}{extra})\n"
+
+
+def _cli(ref: str, settings: Settings | None) -> str:
+    ref = shlex.quote(ref)
+    if settings is None:
+        return f"pygestor download {ref}\npygestor head {ref} -n 5\n"
+    data_dir, options = _where(settings)
+    lines = []
+    if options:
+        lines.append("export PYGESTOR_STORAGE_OPTIONS="
+                     f"{shlex.quote(json.dumps(options, sort_keys=True))}")
+    root = shlex.quote(data_dir)
+    lines += [f"pygestor --data-dir {root} download {ref}",
+              f"pygestor --data-dir {root} head {ref} -n 5"]
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """The web UI through NiceGUI's simulated `user` (no browser): every page and action.
 
 The app runs in-process from ``tests/ui_main.py``; each test gives it a Manager over a fresh
-``tmp_path`` storage root with :func:`pygestor.ui.app.set_manager`.
+``tmp_path`` storage root with :func:`pygestor.api.set_manager` (the UI uses the process's one
+manager, the Python API's).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from nicegui import ElementFilter, ui
 from nicegui.testing import User
 from sources import TRAIN_ROWS, write_toy_source
 
+from pygestor import api
 from pygestor.config import Settings
 from pygestor.manager import Manager
 from pygestor.ui import app as ui_app
+from pygestor.ui.display import DASH
 
 
 # ---------------------------------------------------------------------- fixtures and helpers
@@ -43,14 +46,24 @@ def make_manager(root: Path, **overrides) -> Manager:
 @pytest.fixture
 def manager(tmp_path: Path):
     manager = make_manager(tmp_path, source_roots=[str(tmp_path)])
-    ui_app.set_manager(manager)
+    api.set_manager(manager)
     yield manager
-    ui_app.set_manager(None)
+    api.set_manager(None)
 
 
 @pytest.fixture
 def toy(tmp_path: Path) -> Path:
     return write_toy_source(tmp_path / "toy-src")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory):
+    """The fake Hugging Face Hub (a Wikipedia-like repo); huggingface_hub points at it."""
+    import hubserver as hs
+
+    with hs.serving([hs.wikipedia_like()], tmp_path_factory.mktemp("hf_home")) as server:
+        server.clear_log()
+        yield server
 
 
 def the(user: User, marker: str) -> ui.element:
@@ -170,63 +183,117 @@ async def test_empty_catalog_invites_to_add(user: User, manager):
     assert the(user, "stat-datasets").text == "0"
 
 
-async def test_add_dataset_in_the_background_then_open_it(user: User, manager, toy):
-    original = manager.add_dataset
+async def test_add_dialog_previews_what_it_would_register_then_adds(user: User, manager,
+                                                                     toy):
+    original = manager.plan_dataset
 
-    def slow_add(*args, **kwargs):
+    def slow_plan(*args, **kwargs):
         time.sleep(0.4)  # a remote source takes a while: the page must stay responsive
         return original(*args, **kwargs)
-    manager.add_dataset = slow_add
+    manager.plan_dataset = slow_plan
+    calls: list[dict] = []
+    original_add = manager.add_dataset
+    manager.add_dataset = lambda *a, **k: calls.append(k) or original_add(*a, **k)
     await user.open("/")
     user.find(marker="add-dataset").click()
     await see(user, marker="add-name")
     select = the(user, "add-pipeline")
     assert next(iter(select.options)) == "auto" and "files" in select.options
-    assert select.value == "auto"
+    assert not the(user, "add-submit").enabled, "nothing is added before a preview"
     user.find(marker="add-name").type("toy")
     user.find(marker="add-url").type(str(toy))
     user.find(marker="add-modality").type("text")
-    user.find(marker="add-submit").click()
-    await see(user, marker="add-busy")  # spinner while discovering in a worker thread
-    await see(user, marker="add-spinner")
+    user.find(marker="add-preview").click()
+    await see(user, marker="add-spinner")  # discovering in a worker thread
     assert not the(user, "add-submit").enabled
+    await until(lambda: the(user, "plan").visible, what="the plan")
+    assert "2 subsets" in the(user, "plan-summary").text
+    plan = {r["name"]: r for r in the(user, "plan-subsets").rows}
+    assert plan["train"]["partitions"] == 3 and plan["test"]["partitions"] == 1
+    await see(user, marker="plan-rows")  # first rows of a subset, read from the source
+    shown = the(user, "plan-rows")
+    assert any(cell == {"t": "text", "v": "test 0"} for row in shown.rows for cell in row.values())
+    assert [r["column"] for r in the(user, "plan-schema").rows] == ["id", "text", "label", "score"]
+    assert manager.catalog.names() == [] and not (Path(manager.settings.data_dir) / "toy").exists()
+
+    the(user, "add-url").value = str(toy) + "/"  # inputs changed: preview again before adding
+    await until(lambda: not the(user, "add-submit").enabled, what="add disabled")
+    user.find(marker="add-preview").click()
+    await until(lambda: the(user, "add-submit").enabled, what="add enabled again")
+    user.find(marker="add-submit").click()
     await until(lambda: notified(user, "Added dataset toy"), what="success message")
     await see(user, marker="dataset-title")
+    assert calls and calls[0]["face"] == "ui", "the UI adds through the closed source policy"
     assert manager.catalog.names() == ["toy"]
     assert manager.dataset("toy").modality == "text"
-    assert sorted(manager.dataset("toy").subsets) == ["test", "train"]
-    subsets = the(user, "subsets-table")
-    assert [r["name"] for r in subsets.rows] == ["test", "train"]
+    assert [r["name"] for r in the(user, "subsets-table").rows] == ["test", "train"]
 
 
-async def test_add_dataset_errors_are_clear_messages(user: User, manager, toy, tmp_path):
-    manager.add_dataset("toy", str(toy), pipeline="files")
+def write_odd_csv(root: Path) -> Path:
+    """A latin-1, semicolon-separated folder whose two files have different columns."""
+    folder = root / "odd-src"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes("id;name;code\n1;Zoë;007\n2;Jörg;010\n".encode("latin-1"))
+    (folder / "b.csv").write_bytes("id;name\n3;Ana\n".encode("latin-1"))
+    return folder
+
+
+async def test_add_dialog_takes_the_options(user: User, manager, tmp_path):
+    source = write_odd_csv(tmp_path)
     await user.open("/")
     user.find(marker="add-dataset").click()
     await see(user, marker="add-name")
-    error = the(user, "add-error")
+    user.find(marker="add-name").type("odd")
+    user.find(marker="add-url").type(str(source))
+    assert not the(user, "add-revision").visible, "files sources have no revision"
+    assert the(user, "add-delimiter").visible and the(user, "add-union").visible
+    user.find(marker="add-preview").click()  # without the options: refused, clearly
+    await until(lambda: the(user, "add-error").text != "", what="an error")
+    assert the(user, "add-error").text
+    the(user, "add-delimiter").value = ";"
+    the(user, "add-encoding").value = "latin-1"
+    the(user, "add-column_types").value = "code: string, id: int32"
+    the(user, "add-union").value = True
+    user.find(marker="add-preview").click()
+    await see(user, marker="plan-rows")
+    types = {r["column"]: r["type"] for r in the(user, "plan-schema").rows}
+    assert types == {"id": "int32", "name": "string", "code": "string"}
+    rows = the(user, "plan-rows").rows
+    assert [r["c1"]["v"] for r in rows] == ["Zoë", "Jörg"] and rows[0]["c2"]["v"] == "007"
+    user.find(marker="add-submit").click()
+    await see(user, marker="dataset-title")
+    options = manager.dataset("odd").options
+    assert options["delimiter"] == ";" and options["encoding"] == "latin-1"
+    assert options["column_types"] == {"code": "string", "id": "int32"}
+    assert options["schema"] == "union"
+    manager.download("odd", progress=False)
+    assert manager.preview("odd/default", 5).num_rows == 2  # preview reads the first partition
+    assert sorted(pygestor_load(manager, "odd/default")["name"]) == ["Ana", "Jörg", "Zoë"]
 
-    cases = [
-        ("new", str(tmp_path / "does-not-exist"), "does-not-exist"),  # bad source
-        ("../escape", str(toy), "name"),                               # invalid name
-        ("toy", str(toy), "already registered"),                       # taken
-        ("", str(toy), "Give the dataset a name"),                     # empty
-        ("etc", "/etc", "outside the folders sources may come from"),   # outside the roots
-        ("link", "http://169.254.169.254/latest/", "link-local"),      # metadata service
-        ("creds", "http://bob:PASSWORD@example.com/t.csv", "user name or password"),
-    ]
-    for name, url, expected in cases:
-        the(user, "add-name").value = name
-        the(user, "add-url").value = url
-        user.find(marker="add-submit").click()
-        await until(lambda expected=expected: error.visible and expected in error.text,
-                    what=f"error mentioning {expected!r}")
-        await user.should_not_see(marker="add-busy")
-    assert notified(user, "Could not add the dataset")
-    assert manager.catalog.names() == ["toy"]
-    assert "PASSWORD" not in error.text
-    user.find(marker="add-cancel").click()
-    await user.should_not_see(marker="add-name")
+
+def pygestor_load(manager, ref):
+    from pygestor.loaders.arrow import load
+
+    return load(manager, ref)
+
+
+async def test_add_dialog_hub_options_and_preview(user: User, manager, hub):
+    await user.open("/")
+    user.find(marker="add-dataset").click()
+    await see(user, marker="add-name")
+    user.find(marker="add-name").type("wiki")
+    user.find(marker="add-url").type("https://huggingface.co/datasets/wikimedia/wikipedia")
+    assert the(user, "add-configs").visible and the(user, "add-revision").visible
+    assert not the(user, "add-delimiter").visible
+    the(user, "add-configs").value = "20231101.fr"
+    the(user, "add-revision").value = "main"
+    user.find(marker="add-preview").click()
+    await see(user, marker="plan-rows")
+    assert [r["name"] for r in the(user, "plan-subsets").rows] == ["20231101.fr/train"]
+    assert the(user, "plan-rows").rows[0]["c1"]["v"].startswith("wiki")
+    ranged = [entry for entry in hub.log if "/resolve/" in entry[1]]
+    assert ranged and all(entry[2] for entry in ranged), "the preview reads ranges"
+    assert manager.catalog.names() == []
 
 
 # ---------------------------------------------------------------------- dataset page
@@ -313,6 +380,16 @@ async def test_delete_dataset_asks_first_and_can_keep_data(user: User, manager, 
     user.find(marker="delete-ok").click()
     await until(lambda: notified(user, "data kept"), what="deleted, data kept")
     assert manager.catalog.names() == [] and keep_file.exists()
+
+
+async def test_no_message_can_be_injected_through_the_url(user: User, manager, toy):
+    manager.add_dataset("production-db", str(toy), pipeline="files")
+    await user.open("/?deleted=production-db&data=1")
+    await see(user, marker="datasets-table")
+    await until(lambda: len(the(user, "datasets-table").rows) == 1, what="the table")
+    await asyncio.sleep(0.3)
+    assert not any("Deleted" in m for m in user.notify.messages), user.notify.messages
+    assert "production-db" in manager.catalog.names()
 
 
 # ---------------------------------------------------------------------- subset view
@@ -423,36 +500,123 @@ async def test_remove_selected_partitions_after_confirmation(user: User, manager
     assert not any(p.downloaded for p in manager.dataset("toy").subsets["train"].partitions)
 
 
-async def test_schema_and_sample_rows_of_downloaded_data(user: User, manager, toy):
+async def test_rows_before_and_after_downloading(user: User, manager, toy):
     manager.add_dataset("toy", str(toy), pipeline="files")
     await user.open("/dataset/toy?subset=train")
-    await see(user, marker="sample-empty")
-    await see(user, "Download at least one partition to see sample rows.")
+    await see(user, marker="source-rows")  # not downloaded: the first rows from the source
+    source_rows = the(user, "source-rows")
+    await until(lambda: len(source_rows.rows) == 20, what="source rows")
+    assert source_rows.rows[7]["c1"] == {"t": "text", "v": "sample 7, with a comma"}
+    assert [c["label"] for c in source_rows.columns] == ["row", "id", "text", "label", "score"]
+    assert not the(user, "rows-viewer").visible
+    schema = the(user, "schema-table")  # from the record, before any download
+    assert [(r["column"], r["type"]) for r in schema.rows] == \
+        [("id", "int64"), ("text", "string"), ("label", "int64"), ("score", "double")]
+    assert not any(p.downloaded for _, p in manager.dataset("toy").partitions)
 
     manager.download("toy/train", progress=False)
     await user.open("/dataset/toy?subset=train")
-    await see(user, marker="sample-table")
-    schema = the(user, "schema-table")
-    assert [(r["column"], r["type"]) for r in schema.rows] == \
-        [("id", "int64"), ("text", "string"), ("label", "int64"), ("score", "double")]
-    sample = the(user, "sample-table")
-    assert [c["label"] for c in sample.columns] == ["id", "text", "label", "score"]
-    assert len(sample.rows) == 50 < TRAIN_ROWS and sample.props["pagination"]["rowsPerPage"] == 10
-    assert sample.rows[0]["c0"] == {"t": "text", "v": "0"}
-    assert sample.rows[7]["c1"] == {"t": "text", "v": "sample 7, with a comma"}
+    rows = the(user, "rows-table")
+    await until(lambda: len(rows.rows) == 25, what="the first page")
+    assert rows.rows[0]["c0"] == {"t": "text", "v": "0"}
+    assert rows.rows[7]["c1"] == {"t": "text", "v": "sample 7, with a comma"}
+    assert the(user, "rows-status").text.startswith(f"rows 1{DASH}25 of 3,000")
+    assert the(user, "page-count").text == "of 120"
+    number = the(user, "page-number")
+    number.value = 87  # jump to any page
+    user.find(marker="page-number").trigger("keydown.enter")
+    await until(lambda: rows.rows and rows.rows[0]["_row"] == 86 * 25, what="page 87")
+    assert [r["c0"]["v"] for r in rows.rows] == [str(i) for i in range(2150, 2175)]
+    user.find(marker="page-last").click()
+    await until(lambda: rows.rows and rows.rows[-1]["_row"] == 2999, what="the last page")
+    the(user, "page-size").value = 100
+    await until(lambda: len(rows.rows) == 100 and rows.rows[0]["_row"] == 0, what="100 rows")
+    assert the(user, "page-count").text == "of 30"
+
+
+async def test_rows_sorted_filtered_and_refused_queries(user: User, manager, toy):
+    manager.add_dataset("toy", str(toy), pipeline="files")
+    manager.download("toy/train", progress=False)
+    await user.open("/dataset/toy?subset=train")
+    rows = the(user, "rows-table")
+    await until(lambda: len(rows.rows) == 25, what="the first page")
+    columns = {c["label"]: c["field"] for c in rows.columns}
+    the(user, "filter-column").value = "label"
+    the(user, "filter-op").value = "="
+    the(user, "filter-value").value = "3"
+    user.find(marker="filter-add").click()
+    await until(lambda: "300 matching rows" in the(user, "rows-status").text, what="filtered")
+    assert all(r[columns["label"]]["v"] == "3" for r in rows.rows)
+    assert [r["_row"] for r in rows.rows[:3]] == [3, 13, 23]
+    the(user, "sql-where").value = "score > 700 AND text LIKE '%comma%'"
+    user.find(marker="sql-apply").click()
+    expected = [i for i in range(3000) if i % 10 == 3 and i * 0.25 > 700 and i % 7 == 0]
+    await until(lambda: f"{len(expected)} matching rows" in the(user, "rows-status").text,
+                what="SQL condition")
+    assert [r["_row"] for r in rows.rows] == expected
+    the(user, "sort-column").value = "score"
+    the(user, "sort-direction").value = True
+    await until(lambda: [r["_row"] for r in rows.rows] == expected[::-1], what="sorted desc")
+
+    for where, message in (("1=1; DROP TABLE data", "';' is not allowed"),
+                           ("id IN (SELECT 1)", "not a query"),
+                           ("nosuch > 1", "nosuch"),
+                           ("read_text('/etc/passwd') IS NOT NULL", "cannot run")):
+        the(user, "sql-where").value = where
+        user.find(marker="sql-apply").click()
+        await until(lambda m=message: the(user, "query-error").visible and
+                    m in the(user, "query-error").text, what=f"refused: {where}")
+        assert "Traceback" not in the(user, "query-error").text
+    the(user, "filter-value").value = "not a number"
+    user.find(marker="filter-add").click()
+    await until(lambda: "is not a value of column 'label'" in the(user, "query-error").text,
+                what="a bad value")
+    user.find(marker="query-clear").click()
+    await until(lambda: the(user, "rows-status").text.startswith(
+        f"rows 1{DASH}25 of 3,000 (stored"), what="cleared")
+    assert not the(user, "query-error").visible
+
+
+async def test_column_statistics_computed_stored_and_shown(user: User, manager, toy):
+    manager.add_dataset("toy", str(toy), pipeline="files")
+    await user.open("/dataset/toy?subset=train")
+    await see(user, "Download the subset to compute its column statistics.")
+    assert not the(user, "stats-compute").enabled, "nothing downloaded yet"
+    manager.download("toy/train", partitions=["part-00000.parquet"], progress=False)
+    await user.open("/dataset/toy?subset=train")
+    compute = the(user, "stats-compute")
+    await until(lambda: compute.enabled, what="compute enabled")
+    user.find(marker="stats-compute").click()
+    await until(lambda: notified(user, "Computed the column statistics"), what="computed")
+    table = the(user, "stats-table")
+    await until(lambda: len(table.rows) == 4, what="statistics shown")
+    by_name = {r["name"]: r for r in table.rows}
+    stored = manager.dataset("toy").subsets["train"].extra["stats"]
+    rows = stored["rows"]
+    assert 0 < rows < TRAIN_ROWS
+    assert by_name["id"]["summary"].startswith(f"0 {DASH} {rows - 1:,}")
+    assert by_name["label"]["type"] == "int64" and by_name["label"]["bars"]
+    assert len(by_name["label"]["bars"]) == 10, "one bar per label value"
+    assert "10 distinct" in by_name["label"]["summary"]
+    assert by_name["text"]["bars"] and "characters" in by_name["text"]["summary"]
+    assert "stale" not in the(user, "stats-facts").text
+    manager.download("toy/train", progress=False)  # more partitions: the statistics are old
+    await user.open("/dataset/toy?subset=train")
+    await until(lambda: "compute again" in the(user, "stats-facts").text, what="stale")
 
 
 async def test_images_long_text_and_nested_types(user: User, manager, tmp_path):
     manager.add_dataset("media", str(write_media_source(tmp_path)), pipeline="files")
     manager.download("media", progress=False)
     await user.open("/dataset/media?subset=default")
-    await see(user, marker="sample-table")
+    await see(user, marker="schema-table")
+    sample = the(user, "rows-table")
+    await until(lambda: len(sample.rows) == 12, what="rows")
     schema = {r["column"]: r for r in the(user, "schema-table").rows}
     assert schema["image"]["type"] == "struct (2 fields)"
     assert schema["image.bytes"]["type"] == "binary" and schema["image.bytes"]["depth"] == 1
     assert schema["tags"]["type"] == "list<struct>"
     assert schema["tags[].v"]["type"] == "int32" and schema["tags[].v"]["depth"] == 1
-    sample = the(user, "sample-table")
     columns = {c["label"]: c["field"] for c in sample.columns}
     first = sample.rows[1]
     thumbnail, image = first[columns["thumbnail"]], first[columns["image"]]
@@ -470,11 +634,14 @@ async def test_snippets_copy_in_the_browser(user: User, manager, toy):
     await user.open("/dataset/toy?subset=train")
     for kind in ("load", "iter_batches", "torch", "cli"):
         await see(user, marker=f"snippet-{kind}")
+    from pygestor.snippets import snippets
+
     codes = [e.content for e in user.find(ui.code).elements]
+    offered = snippets("toy/train", manager.settings).values()
+    assert sorted(c.strip() for c in codes) == sorted(c.strip() for c in offered), \
+        "the page offers exactly the snippets the snippet tests run"
     assert any("pygestor.load('toy/train')" in c for c in codes)
-    assert any("DataLoader(dataset" in c and "PygestorDataset('toy/train'" in c for c in codes)
-    assert any("pygestor download toy/train" in c for c in codes)
-    assert any(manager.settings.data_dir in c for c in codes)
+    assert any(f"--data-dir {manager.settings.data_dir} download toy/train" in c for c in codes)
     button = the(user, "copy-load")
     [listener] = [x for x in button._event_listeners.values() if x.type == "click"]
     assert "window.pgCopy(" in listener.js_handler, "copied by the browser, not the server"
@@ -487,7 +654,7 @@ async def test_snippets_copy_in_the_browser(user: User, manager, toy):
 async def test_password_protects_every_page(user: User, tmp_path, toy):
     manager = make_manager(tmp_path, ui_password="correct horse")
     manager.add_dataset("toy", str(toy), pipeline="files")
-    ui_app.set_manager(manager)
+    api.set_manager(manager)
     try:
         response = await user.http_client.get("/dataset/toy?subset=train")
         assert response.status_code == 303
@@ -531,7 +698,89 @@ async def test_password_protects_every_page(user: User, tmp_path, toy):
         response = await user.http_client.get("/")
         assert response.status_code == 303
     finally:
-        ui_app.set_manager(None)
+        api.set_manager(None)
+
+
+async def test_failed_sign_ins_are_slowed_logged_and_locked_out(user: User, tmp_path, toy,
+                                                                 monkeypatch, caplog):
+    import logging
+
+    from pygestor.ui import auth
+
+    clock = [1000.0]
+    waits: list[float] = []
+
+    class Recording(auth.LoginThrottle):
+        def failed(self, client: str) -> float:
+            waits.append(super().failed(client))
+            return waits[-1]
+    monkeypatch.setattr(auth, "THROTTLE", Recording(clock=lambda: clock[0]))
+    monkeypatch.setattr(auth, "FAILURE_DELAY", 0.01)
+    api.set_manager(make_manager(tmp_path, ui_password="correct horse"))
+    try:
+        caplog.set_level(logging.WARNING, logger="pygestor.ui")
+        await user.open("/login")
+        for attempt in range(auth.MAX_FAILURES):
+            the(user, "password").value = f"guess {attempt}"
+            user.find(marker="sign-in").click()
+            await until(lambda a=attempt: len(waits) == a + 1, what=f"failure {attempt + 1}")
+            await until(lambda: the(user, "sign-in").enabled, what="the answer")
+        assert waits == [0.01 * 2 ** i for i in range(auth.MAX_FAILURES)], "each wait doubles"
+        await until(lambda: "Too many failed sign-ins" in the(user, "login-error").text,
+                    what="locked out")
+        failures = [r.getMessage() for r in caplog.records if "failed sign-in" in r.message]
+        assert len(failures) == auth.MAX_FAILURES and "locked out" in failures[-1]
+        assert "guess" not in " ".join(failures), "passwords are never logged"
+        the(user, "password").value = "correct horse"  # even the right one, while locked
+        user.find(marker="sign-in").click()
+        await until(lambda: "try again in 5 min" in the(user, "login-error").text, what="refused")
+        await user.should_not_see(marker="stat-datasets")
+        clock[0] += auth.LOCKOUT_SECONDS + 1
+        the(user, "password").value = "correct horse"
+        user.find(marker="sign-in").click()
+        await see(user, marker="stat-datasets")
+    finally:
+        api.set_manager(None)
+
+
+def test_blank_password_is_refused_at_start(tmp_path):
+    from pygestor.errors import ConfigError
+    from pygestor.ui import auth
+
+    for blank in (" ", "   ", "\t\n"):
+        for host in ("127.0.0.1", "0.0.0.0"):
+            with pytest.raises(ConfigError, match="blank"):
+                auth.check_binding(host, blank)
+    manager = make_manager(tmp_path, ui_password="  ")
+    with pytest.raises(ConfigError, match="blank"):
+        ui_app.serve(manager, host="127.0.0.1", port=9)
+
+
+def test_the_ui_uses_the_api_manager(tmp_path):
+    import pygestor
+
+    configured = pygestor.configure(data_dir=str(tmp_path / "configured"))
+    try:
+        assert ui_app.get_manager() is configured is api.get_manager()
+        assert not hasattr(ui_app, "set_manager") and not hasattr(ui_app, "_manager")
+    finally:
+        api.set_manager(None)
+
+
+def test_session_store_is_created_and_its_secret_kept(tmp_path, monkeypatch):
+    import stat
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh-cache"))
+    monkeypatch.delenv(ui_app.SESSIONS_ENV, raising=False)
+    monkeypatch.delenv(ui_app.STORAGE_SECRET_ENV, raising=False)
+    folder = ui_app.prepare_sessions()
+    assert folder == tmp_path / "fresh-cache" / "pygestor" / "ui-sessions" and folder.is_dir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    first = ui_app.storage_secret()
+    assert len(first) >= 32 and ui_app.storage_secret() == first, "kept across restarts"
+    assert stat.S_IMODE((folder / ui_app.SECRET_FILE).stat().st_mode) == 0o600
+    monkeypatch.setenv(ui_app.STORAGE_SECRET_ENV, "x" * 40)
+    assert ui_app.storage_secret() == "x" * 40
 
 
 def test_refuses_non_loopback_without_password(tmp_path):
@@ -547,12 +796,12 @@ def test_refuses_non_loopback_without_password(tmp_path):
         with pytest.raises(ConfigError):
             auth.check_binding(host, "")
     manager = make_manager(tmp_path)
-    ui_app.set_manager(manager)
+    api.set_manager(manager)
     try:
         with pytest.raises(ConfigError, match="not a loopback address"):
             ui_app.start(host="0.0.0.0", port=9)
     finally:
-        ui_app.set_manager(None)
+        api.set_manager(None)
     assert auth.safe_redirect("//evil.example") == "/"
     assert auth.safe_redirect("https://evil.example") == "/"
     assert auth.safe_redirect("/dataset/x?subset=y") == "/dataset/x?subset=y"
@@ -586,10 +835,10 @@ async def test_storage_options_and_credentials_never_shown(user: User, tmp_path,
     manager = Manager(settings)
     manager.add_dataset("toy", str(toy), pipeline="files")
     manager.download("toy/test", progress=False)
-    ui_app.set_manager(manager)
+    api.set_manager(manager)
     try:
         for path, marker in (("/", "datasets-table"), ("/dataset/toy", "subsets-table"),
-                             ("/dataset/toy?subset=test", "sample-table")):
+                             ("/dataset/toy?subset=test", "rows-table")):
             await user.open(path)
             await see(user, marker=marker)
             with user:
@@ -598,7 +847,7 @@ async def test_storage_options_and_credentials_never_shown(user: User, tmp_path,
             assert "TOPSECRET-42" not in shown and "AKIA-UI-TEST" not in shown, path
             assert "memory://pg-ui-" in shown  # the storage root itself is shown
     finally:
-        ui_app.set_manager(None)
+        api.set_manager(None)
 
 
 async def test_each_browser_tab_has_its_own_state(create_user, manager, toy):

@@ -1,7 +1,15 @@
 """End to end in real headless Chromium (Debian's chromium + chromium-driver, via Selenium and
-NiceGUI's `screen` fixture): add a dataset from a folder, download a subset while the progress
-bar moves, look at its schema and sample rows, copy a snippet, remove two partitions, delete
-the dataset. Screenshots go to ``artifacts/screenshots/``.
+NiceGUI's `screen` fixture). Screenshots go to ``artifacts/screenshots/``.
+
+- an admin's workflow: add a dataset after previewing it, see rows of a subset before
+  downloading it, download with a live progress bar, schema and rows, copy every snippet from
+  the browser's real clipboard and run it, remove partitions, images in rows, delete, sign in;
+- the viewer and the statistics over a subset of ten million rows: a page deep inside it, a
+  filter, a refused query, statistics computed and shown;
+- a 390 x 844 screen: nothing clipped, the header over no content;
+- a login that holds, on a real ``pygestor ui`` process: failures slowed and locked out,
+  sessions that survive a restart, a session store created on a fresh machine, no message
+  taken from the URL.
 
 The clipboard is the browser's real one: clipboard permissions are granted through the
 DevTools protocol and the test reads it back with ``navigator.clipboard.readText()``.
@@ -10,8 +18,11 @@ DevTools protocol and the test reads it back with ``navigator.clipboard.readText
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,23 +32,30 @@ os.environ.setdefault("SE_OFFLINE", "true")  # Selenium must not look for driver
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from sources import write_toy_source
 
+from pygestor import api
 from pygestor.config import Settings
 from pygestor.manager import Manager
-from pygestor.ui import app as ui_app
+from pygestor.ui.display import DASH
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "artifacts" / "screenshots"
+BIG_ROWS = 10_000_000
 
 
 def test_browser_is_installed():
     """`make test` installs Debian's chromium and chromium-driver; without them this fails."""
     assert CHROMIUM.exists() and CHROMEDRIVER.exists(), \
         "apt-get install chromium chromium-driver (make test does it)"
+
+
+# ============================================================================================
+# Fixtures and helpers
 
 
 @pytest.fixture(scope="session")
@@ -81,77 +99,182 @@ def manager(tmp_path: Path):
                              row_group_size=1000, retries=2, retry_backoff=0.01, env={},
                              source_roots=[str(tmp_path)])
     manager = Manager(settings)
-    ui_app.set_manager(manager)
+    api.set_manager(manager)
     yield manager
-    ui_app.set_manager(None)
+    api.set_manager(None)
+
+
+@pytest.fixture(scope="session")
+def big_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A data_dir holding ``big/default``: ten million rows (an id, a number, a category, a
+    time) in row groups of a million, written once per test session."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path_factory.mktemp("big")
+    (root / "src").mkdir()
+    ids = np.arange(BIG_ROWS, dtype=np.int64)
+    pq.write_table(pa.table({
+        "id": ids,
+        "value": np.round(np.random.default_rng(0).normal(50, 15, BIG_ROWS), 2),
+        "label": pa.DictionaryArray.from_arrays(pa.array(ids % 4, pa.int8()),
+                                                ["cat", "dog", "bird", "fish"]),
+        "seen": pa.array(1_600_000_000_000 + ids * 9_000, pa.timestamp("ms", tz="UTC")),
+    }), root / "src" / "big.parquet", row_group_size=1_000_000)
+    settings = Settings.load(data_dir=str(root / "data"), row_group_size=1_000_000,
+                             partition_size="2GB", env={})
+    manager = Manager(settings)
+    manager.add_dataset("big", str(root / "src"), pipeline="files", modality="tabular")
+    manager.download("big", progress=False)
+    return settings.data_dir
+
+
+class Page:
+    """XPath helpers over a driver."""
+
+    def __init__(self, driver: webdriver.Chrome) -> None:
+        self.driver = driver
+
+    def xpath(self, path: str) -> WebElement:
+        return self.driver.find_element(By.XPATH, path)
+
+    def button(self, label: str, within: str = "") -> WebElement:
+        return self.xpath(f"{within}//button[contains(normalize-space(.), '{label}')]")
+
+    def tab(self, label: str) -> None:
+        found = self.xpath(f"//div[contains(@class, 'q-tab__label') and "
+                           f"starts-with(normalize-space(), '{label}')]")
+        self.driver.execute_script("arguments[0].click()", found)
+
+    def choose(self, field: str, option: str) -> None:
+        """Pick ``option`` in the select labelled ``field``."""
+        found = self.xpath(f"//label[.//div[normalize-space()='{field}']]")
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", found)
+        found.click()
+        self.xpath(f"//div[contains(@class, 'q-menu')]//div[contains(@class, 'q-item') and "
+                   f"normalize-space()='{option}']").click()
+
+    def text(self) -> str:
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    def shot(self, name: str, full: bool = True, height: int | None = None) -> None:
+        """A screenshot of the whole page (``full``), the window, or its top ``height`` px."""
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        time.sleep(0.2)  # let transitions settle
+        size = self.driver.get_window_size()
+        if height:
+            self.driver.set_window_size(size["width"], height)
+            self.driver.save_screenshot(str(SHOTS / f"{name}.png"))
+            self.driver.set_window_size(size["width"], size["height"])
+            return
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        if full and height > size["height"]:  # the whole page, not only the window
+            self.driver.set_window_size(size["width"], min(height + 40, 3000))
+        self.driver.save_screenshot(str(SHOTS / f"{name}.png"))
+        if full and height > size["height"]:
+            self.driver.set_window_size(size["width"], size["height"])
+
+
+def dialog() -> str:
+    return "//div[contains(@class, 'q-dialog')]"
+
+
+def wait(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ============================================================================================
+# An admin's workflow
 
 
 def test_admin_workflow_in_chromium(screen, manager, tmp_path):
-    from test_ui import write_media_source
+    from test_snippets import clean_env, run_snippet
 
     source = write_toy_source(tmp_path / "toy-src")
     driver = screen.selenium
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = Page(driver)
     for old in SHOTS.glob("*.png"):
         old.unlink()
 
-    def shot(name: str) -> None:
-        time.sleep(0.2)  # let transitions settle
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        if height > 1000:  # the whole page, not only the window
-            driver.set_window_size(1400, min(height + 40, 3000))
-        driver.save_screenshot(str(SHOTS / f"{name}.png"))
-        if height > 1000:
-            driver.set_window_size(1400, 1000)
-
-    def xpath(path: str) -> WebElement:
-        return driver.find_element(By.XPATH, path)
-
-    def button(label: str, within: str = "") -> WebElement:
-        return xpath(f"{within}//button[contains(normalize-space(.), '{label}')]")
-
-    def dialog() -> str:
-        return "//div[contains(@class, 'q-dialog')]"
-
-    def tab(label: str) -> None:
-        xpath(f"//div[contains(@class, 'q-tab__label') and normalize-space()='{label}']").click()
-
-    def wait(condition, timeout: float = 10.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if condition():
-                    return
-            except Exception:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
-
-    def train_parts() -> dict[str, bool]:
-        return {p.name: p.downloaded for p in manager.dataset("toy").subsets["train"].partitions}
-
-    # --- the empty catalog, then the add dialog -------------------------------------------
+    # --- the empty catalog, then the add dialog: preview first, then add --------------------
     screen.open("/")
     origin = screen.url
     driver.execute_cdp_cmd("Browser.grantPermissions", {
         "origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
     screen.should_contain("No datasets yet")
-    shot("01-empty-catalog")
-    button("Add dataset").click()
+    page.shot("01-empty-catalog")
+    page.button("Add dataset").click()
     screen.should_contain("Add a dataset")
-    xpath("//input[@aria-label='Name']").send_keys("toy")
-    xpath("//input[@aria-label='Source URL']").send_keys(str(source))
-    shot("02-add-dialog")
-    button("Add dataset", within=dialog()).click()
+    page.xpath("//input[@aria-label='Name']").send_keys("toy")
+    page.xpath("//input[@aria-label='Source URL']").send_keys(str(source))
+    page.button("Preview", within=dialog()).click()
+    screen.should_contain("Would register toy: 2 subsets, 4 partitions")
+    screen.should_contain("test 0")  # the first rows, read from the source
+    assert manager.catalog.names() == [], "a preview writes nothing"
+    page.shot("02-add-dialog-preview")
+    page.button("Add dataset", within=dialog()).click()
 
     # --- the dataset page -------------------------------------------------------------------
     screen.should_contain("About this dataset")
     assert manager.catalog.names() == ["toy"]
     assert driver.current_url == f"{origin}/dataset/toy"
     screen.should_contain(str(source))
-    shot("03-dataset")
+    page.shot("03-dataset")
 
-    # --- download a subset with a live progress bar ----------------------------------------
+    # --- before downloading: rows straight from the source -----------------------------------
+    page.xpath("//a[normalize-space()='train']").click()
+    screen.should_contain("Partitions (3)")
+    page.tab("Rows")
+    screen.should_contain("read straight from the source")
+    screen.should_contain("sample 7, with a comma")
+    assert not any(p.downloaded for _, p in manager.dataset("toy").partitions)
+    page.shot("04-rows-before-download")
+    page.tab("Partitions")
+    download_with_live_progress(screen, page, manager)
+
+    # --- schema, rows, snippets copied from the browser and run ------------------------------
+    page.tab("Schema")
+    screen.should_contain("4 columns")
+    for name, kind in (("id", "int64"), ("text", "string"), ("score", "double")):
+        page.xpath(f"//tr[td[normalize-space()='{name}'] and td[normalize-space()='{kind}']]")
+    page.shot("07-schema")
+    page.tab("Rows")
+    screen.should_contain(f"rows 1{DASH}25 of 3,000")
+    screen.should_contain("sample 7, with a comma")
+    page.shot("08-rows")
+    page.tab("Code")
+    from pygestor.snippets import snippets
+
+    offered = snippets("toy/train", manager.settings)
+    titles = {"load": "pandas DataFrame", "iter_batches": "Stream batches",
+              "torch": "PyTorch DataLoader", "cli": "Command line"}
+    for kind, title in titles.items():
+        copy = page.xpath(f"//div[contains(@class, 'pg-snippet')][.//div[normalize-space()="
+                          f"'{title}']]//button[contains(normalize-space(.), 'Copy')]")
+        driver.execute_script("arguments[0].click()", copy)  # toasts may cover it
+        screen.should_contain(f"Copied the {title} snippet")
+        copied = driver.execute_async_script(
+            "const done = arguments[0];"
+            "navigator.clipboard.readText().then(done, e => done('ERROR ' + e));")
+        assert copied == offered[kind]
+        output = run_snippet(kind, copied, tmp_path / "copied" / kind, clean_env())
+        assert kind != "load" or "sample 0, with a comma" in output
+    page.shot("09-code-copied")
+    remove_two_partitions(screen, page, manager)
+    images_rows_and_delete(screen, page, manager, tmp_path, origin)
+
+
+def download_with_live_progress(screen, page: Page, manager: Manager) -> None:
+    driver = page.driver
     original = manager.download
 
     def slow_download(ref, partitions=None, force=False, *, progress=True, cancel=None, **kw):
@@ -160,9 +283,6 @@ def test_admin_workflow_in_chromium(screen, manager, tmp_path):
             time.sleep(0.4)  # a remote source would take this long; the bar must move live
         return original(ref, partitions, force, progress=slowly, cancel=cancel, max_workers=1)
     manager.download = slow_download
-
-    xpath("//a[normalize-space()='train']").click()
-    screen.should_contain("Partitions (3)")
     driver.execute_script("""
         window.pgSeen = [];
         setInterval(() => {
@@ -172,108 +292,279 @@ def test_admin_workflow_in_chromium(screen, manager, tmp_path):
             if (window.pgSeen[window.pgSeen.length - 1] !== value) window.pgSeen.push(value);
           }
         }, 25);""")
-    button("Download subset").click()
+    page.button("Download subset").click()
     wait(lambda: any(0 < float(v) < 1 for v in driver.execute_script("return window.pgSeen")),
          what="a partly filled progress bar")
-    shot("04-downloading")
+    page.shot("05-downloading")
     screen.should_contain("Downloaded toy/train")
     wait(lambda: driver.execute_script("return window.pgSeen")[-1] == "1", what="a full bar")
     seen = [float(v) for v in driver.execute_script("return window.pgSeen")]
     assert seen == sorted(seen) and seen[-1] == 1.0, seen
-    assert all(train_parts().values())
+    assert all(p.downloaded for p in manager.dataset("toy").subsets["train"].partitions)
     screen.should_contain("3 / 3 partitions")
-    shot("05-downloaded")
+    manager.download = original
+    page.shot("06-downloaded")
 
-    # --- schema and sample rows ------------------------------------------------------------
-    tab("Schema")
-    screen.should_contain("4 columns")
-    for name, kind in (("id", "int64"), ("text", "string"), ("score", "double")):
-        xpath(f"//tr[td[normalize-space()='{name}'] and td[normalize-space()='{kind}']]")
-    shot("06-schema")
-    tab("Sample rows")
-    screen.should_contain("sample 7, with a comma")
-    shot("07-sample-rows")
 
-    # --- copy a snippet: the browser's clipboard holds it ----------------------------------
-    tab("Code")
-    screen.should_contain("PyTorch DataLoader")
-    from pygestor.snippets import snippets
-
-    expected = snippets("toy/train", manager.settings)["torch"]
-    xpath("//div[contains(@class, 'pg-snippet')][.//div[normalize-space()='PyTorch DataLoader']]"
-          "//button[contains(normalize-space(.), 'Copy')]").click()
-    screen.should_contain("Copied the PyTorch DataLoader snippet")
-    copied = driver.execute_async_script(
-        "const done = arguments[0];"
-        "navigator.clipboard.readText().then(done, e => done('ERROR ' + e));")
-    assert copied == expected
-    shot("08-code-copied")
-
-    # --- remove two partitions, after confirming -------------------------------------------
-    tab("Partitions (3)")
+def remove_two_partitions(screen, page: Page, manager: Manager) -> None:
+    page.tab("Partitions")
     for name in ("part-00000.parquet", "part-00002.parquet"):
-        xpath(f"//tr[td[normalize-space()='{name}']]//div[@role='checkbox']").click()
-    button("Remove selected (2)").click()
+        page.xpath(f"//tr[td[normalize-space()='{name}']]//div[@role='checkbox']").click()
+    page.button("Remove selected (2)").click()
     screen.should_contain("Remove 2 partitions of toy/train?")
-    shot("09-confirm-remove")
-    button("Remove", within=dialog()).click()
+    page.shot("10-confirm-remove")
+    page.button("Remove", within=dialog()).click()
     screen.should_contain("Removed 2 partitions of toy/train")
-    wait(lambda: train_parts() == {"part-00000.parquet": False, "part-00001.parquet": True,
+    wait(lambda: {p.name: p.downloaded for p in manager.dataset("toy").subsets["train"]
+                  .partitions} == {"part-00000.parquet": False, "part-00001.parquet": True,
                                    "part-00002.parquet": False}, what="two partitions removed")
     not_downloaded = "//div[contains(@class, 'q-badge') and normalize-space()='Not downloaded']"
-    wait(lambda: len(driver.find_elements(By.XPATH, not_downloaded)) == 2,
+    wait(lambda: len(page.driver.find_elements(By.XPATH, not_downloaded)) == 2,
          what="the table showing two partitions not downloaded")
-    shot("10-removed-two")
+    page.shot("11-removed-two")
 
-    # --- images in sample rows (a second dataset registered directly) ----------------------
+
+def images_rows_and_delete(screen, page: Page, manager: Manager, tmp_path: Path,
+                           origin: str) -> None:
+    from test_ui import write_media_source
+
+    driver = page.driver
     manager.add_dataset("media/thumbnails", str(write_media_source(tmp_path)), pipeline="files",
                         modality="image", description="Thumbnails with captions")
-    original("media/thumbnails", progress=False)
+    manager.download("media/thumbnails", progress=False)
     screen.open("/dataset/media/thumbnails?subset=default")
-    tab("Sample rows")
+    page.tab("Rows")
+    wait(lambda: len(driver.find_elements(
+        By.XPATH, "//table//img[starts-with(@src, 'data:image/png')]")) >= 20, what="images")
     images = driver.find_elements(By.XPATH, "//table//img[starts-with(@src, 'data:image/png')]")
-    assert len(images) >= 10
     screen.should_load_image(images[0])
     caption = "//td[contains(., 'caption 1 very long')]"
-    assert "…" in xpath(caption).text
-    xpath(f"{caption}//a[normalize-space()='more']").click()  # unfold a long text
-    wait(lambda: "…" not in xpath(caption).text and "less" in xpath(caption).text,
+    assert "…" in page.xpath(caption).text
+    page.xpath(f"{caption}//a[normalize-space()='more']").click()  # unfold a long text
+    wait(lambda: "…" not in page.xpath(caption).text and "less" in page.xpath(caption).text,
          what="the long caption unfolded")
-    shot("11-sample-images")
-    tab("Schema")
+    page.shot("12-rows-images")
+    page.tab("Schema")
     screen.should_contain("struct (2 fields)")
-    shot("12-nested-schema")
     screen.open("/")
     screen.should_contain("Storage usage")
-    shot("13-datasets")
+    page.shot("13-datasets")
 
-    # --- delete the dataset (metadata and data), after confirming --------------------------
     screen.open("/dataset/toy")
-    button("Delete dataset").click()
+    page.button("Delete dataset").click()
     screen.should_contain("Delete dataset “toy”?")
-    shot("14-confirm-delete")
-    button("Delete dataset", within=dialog()).click()
+    page.button("Delete dataset", within=dialog()).click()
     screen.should_contain("Deleted toy and its data")
-    assert driver.current_url.startswith(f"{origin}/?"), "back on the datasets page"
+    assert driver.current_url == f"{origin}/", "back on the datasets page, nothing in the URL"
     assert manager.catalog.names() == ["media/thumbnails"]
     assert not Path(manager.partition_path("toy", "train", "part-00001.parquet")).exists()
-    shot("15-after-delete")
+    page.shot("14-after-delete")
 
-    # --- with a password, the browser must sign in first ------------------------------------
     locked = Manager(Settings.load(data_dir=manager.settings.data_dir, env={},
                                    ui_password="open sesame"))
-    ui_app.set_manager(locked)
+    api.set_manager(locked)
     screen.open("/dataset/media/thumbnails")
     assert "/login?redirect_to=" in driver.current_url
     screen.should_contain("This Pygestor server needs its password.")
-    xpath("//input[@aria-label='Password']").send_keys("wrong")
-    button("Sign in").click()
-    screen.should_contain("Wrong password. Try again.")
-    shot("16-login")
-    xpath("//input[@aria-label='Password']").send_keys("open sesame")
-    button("Sign in").click()
+    page.xpath("//input[@aria-label='Password']").send_keys("open sesame")
+    page.button("Sign in").click()
     screen.should_contain("About this dataset")  # back where the browser was going
     assert driver.current_url == f"{origin}/dataset/media/thumbnails"
+
+
+# ============================================================================================
+# Ten million rows
+
+
+def test_viewer_and_statistics_over_ten_million_rows(screen, big_data_dir):
+    api.set_manager(Manager(Settings.load(data_dir=big_data_dir, env={})))
+    driver = screen.selenium
+    page = Page(driver)
+    try:
+        screen.open("/dataset/big?subset=default")
+        page.tab("Rows")
+        screen.should_contain(f"rows 1{DASH}25 of 10,000,000 (stored order)")
+        number = page.xpath("//*[contains(@class, 'pg-page-number')]//input")
+        number.send_keys(Keys.CONTROL, "a")
+        number.send_keys("300000", Keys.ENTER)  # a page deep inside: row groups, not a scan
+        screen.should_contain(f"rows 7,499,976{DASH}7,500,000 of 10,000,000")
+        cells = [c.text for c in driver.find_elements(By.XPATH, "//tbody/tr[1]/td")]
+        assert cells[:2] == ["7,499,975", "7499975"], cells
+
+        page.choose("Column", "label")
+        page.xpath("//input[@aria-label='Value']").send_keys("dog")
+        page.button("Add filter").click()
+        screen.should_contain("2,500,000 matching rows")
+        page.choose("Sort by", "value")
+        page.xpath("//div[contains(@class, 'q-btn-toggle')]//button[.//span[text()='desc']]") \
+            .click()
+        wait(lambda: "2,500,000 matching rows" in page.text() and
+             page.xpath("//tbody/tr[1]/td[4]").text == "dog", what="sorted, filtered")
+        shown = [float(c.text) for c in driver.find_elements(By.XPATH, "//tbody/tr/td[3]")]
+        assert shown == sorted(shown, reverse=True) and len(shown) == 25
+        page.shot("20-viewer-filtered-sorted", full=False)
+
+        where = page.xpath("//input[contains(@placeholder, 'SQL condition')]")
+        where.send_keys("1=1; DROP TABLE data", Keys.ENTER)
+        screen.should_contain("';' is not allowed")
+        page.shot("21-viewer-refused-query", full=False)
+
+        page.tab("Statistics")
+        page.button("Compute statistics").click()
+        screen.should_contain("Computed the column statistics of big/default")
+        wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".pg-bars > div")) >= 30,
+             what="histograms")
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".pg-top .bar")) == 4, "4 labels"
+        screen.open("/dataset/big?subset=default")  # stored with the record: shown again
+        page.tab("Statistics")
+        screen.should_contain("10,000,000 rows · computed")
+        wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".pg-bars > div")) >= 30,
+             what="histograms")
+        page.shot("22-statistics", height=720)
+    finally:
+        api.set_manager(None)
+
+
+# ============================================================================================
+# Small screens
+
+
+#: what must hold on every page and tab: no card or panel wider than itself (content that
+#: cannot be reached), none scrolled sideways, the page no wider than the screen, and the
+#: header's content inside the header, above the page's content
+FITS_JS = """
+const out = {page: document.documentElement.scrollWidth, screen: window.innerWidth,
+             clipped: []};
+for (const el of document.querySelectorAll('.pg-card, .q-tab-panels, .q-tab-panel')) {
+  if (el.offsetParent && (el.scrollWidth > el.clientWidth + 1 || el.scrollLeft > 0))
+    out.clipped.push([el.className.toString().slice(0, 50), el.scrollWidth, el.clientWidth,
+                      el.scrollLeft]);
+}
+const header = document.querySelector('.q-header');
+out.header = header.getBoundingClientRect().bottom;
+out.headerContent = Math.max(...[...header.querySelectorAll('*')].map(
+  e => e.getBoundingClientRect()).filter(r => r.width && r.height).map(r => r.bottom));
+out.content = document.querySelector('.q-page').getBoundingClientRect().top;
+return out;"""
+
+
+def test_small_screen_content_fits(screen, manager, tmp_path):
+    from test_ui import write_media_source
+
+    manager.add_dataset("toy", str(write_toy_source(tmp_path / "toy-src")), pipeline="files")
+    manager.download("toy/train", progress=False)
+    manager.add_dataset("media", str(write_media_source(tmp_path)), pipeline="files")
+    manager.download("media", progress=False)
+    driver = screen.selenium
+    page = Page(driver)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    try:
+        views = [("/", None), ("/dataset/toy", None)] + [
+            ("/dataset/toy?subset=train", tab) for tab in
+            ("Partitions", "Rows", "Statistics", "Schema", "Code")] + [
+            ("/dataset/media?subset=default", "Rows")]
+        for path, tab in views:
+            screen.open(path)
+            wait(lambda: driver.execute_script("return !!document.querySelector('.pg-page')"),
+                 what=f"{path}")
+            if tab:
+                page.tab(tab)
+            time.sleep(0.6)
+            found = driver.execute_script(FITS_JS)
+            where = f"{path} {tab or ''}"
+            assert found["page"] <= found["screen"] == 390, (where, found)
+            assert not found["clipped"], (where, found)
+            assert found["headerContent"] <= found["header"] <= found["content"], (where, found)
+            page.shot(f"30-small-{path.strip('/').replace('/', '-').replace('?', '-') or 'home'}"
+                      f"{'-' + tab.lower() if tab else ''}", full=False)
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+# ============================================================================================
+# A login that holds, on a real `pygestor ui` process
+
+#: starts `pygestor ui` with quick failure delays and a lockout after three failures
+LAUNCHER = ("import sys\n"
+            "from pygestor.ui import auth\n"
+            "auth.FAILURE_DELAY, auth.MAX_FAILURES = 0.05, 3\n"
+            "from pygestor.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ui_process(tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Starts (and restarts) `pygestor ui` with a password on a fresh machine's cache folder;
+    yields a function that (re)starts it and returns its address. Its stderr is kept."""
+    port, started = free_port(), []
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYGESTOR_", "NICEGUI_", "PYTEST_"))}  # NiceGUI serves no test
+    env.update(PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "fresh-cache"),
+               PYGESTOR_UI_PASSWORD="correct horse battery")
+    data = Manager(Settings.load(data_dir=str(tmp_path / "data"), env={}))
+    data.add_dataset("production-db", str(write_toy_source(tmp_path / "src")), pipeline="files")
+
+    def start() -> str:
+        if started:
+            started[-1].terminate()
+            started[-1].wait(timeout=20)
+        process = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, "--data-dir", str(tmp_path / "data"), "ui",
+             "--port", str(port)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        started.append(process)
+        wait(lambda: socket.create_connection(("127.0.0.1", port), 0.2).close() is None,
+             timeout=30, what="the server")
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    logs = []
+    for process in started:
+        process.terminate()
+        logs.append(process.communicate(timeout=20)[1])
+    for stderr in logs:
+        assert "FileNotFoundError" not in stderr and "Traceback" not in stderr, stderr
+    assert "failed sign-in to the web UI from 127.0.0.1 (3 in a row); locked out" in logs[0]
+
+
+def test_login_holds_across_restarts(nicegui_driver, ui_process, tmp_path):
+    driver = nicegui_driver
+    page = Page(driver)
+    driver.delete_all_cookies()
+    url = ui_process()
+    driver.get(f"{url}/")
+    for attempt in range(3):
+        page.xpath("//input[@aria-label='Password']").send_keys(f"guess {attempt}", Keys.ENTER)
+        wait(lambda: "Wrong password" in page.text(), what="a failure")
+        wait(lambda: page.button("Sign in").is_enabled(), what="the answer")
+    wait(lambda: "Too many failed sign-ins" in page.text(), what="locked out")
+    page.xpath("//input[@aria-label='Password']").send_keys("correct horse battery", Keys.ENTER)
+    time.sleep(0.5)
+    assert "/login" in driver.current_url, "locked out: even the right password waits"
+    page.shot("40-locked-out", full=False)
+
+    url = ui_process()  # a restart forgets the lockout
+    driver.get(f"{url}/")
+    page.xpath("//input[@aria-label='Password']").send_keys("correct horse battery", Keys.ENTER)
+    wait(lambda: "Datasets" in page.text() and "/login" not in driver.current_url,
+         what="signed in")
+    folder = tmp_path / "fresh-cache" / "pygestor" / "ui-sessions"
+    assert folder.is_dir() and oct(folder.stat().st_mode & 0o777) == "0o700"
+    time.sleep(1.0)  # NiceGUI writes the session to disk in the background
+
+    url = ui_process()  # the session survives a restart
+    driver.get(f"{url}/dataset/production-db")
+    wait(lambda: "About this dataset" in page.text(), what="still signed in")
+    driver.get(f"{url}/?deleted=production-db&data=1")
+    wait(lambda: "production-db" in page.text(), what="the datasets page")
+    time.sleep(0.8)
+    assert "Deleted" not in page.text(), "no message is taken from the URL"
 
 
 def test_jobs_are_seen_and_cancelled_from_every_browser(screen, manager, tmp_path,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pygestor.catalog import Dataset, Partition, Subset
 from pygestor.config import Settings
-from pygestor.errors import ConfigError
+from pygestor.errors import ConfigError, NotSupportedError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -84,6 +84,14 @@ class Pipeline:
               progress: Progress) -> None:
         """Write ``partition`` as a complete parquet file at the local path ``dest``."""
         raise NotImplementedError
+
+    def preview(self, dataset: Dataset, subset: Subset, rows: int) -> pa.Table:
+        """The first ``rows`` rows of ``subset`` read straight from its source with ranged
+        reads, before anything is downloaded (typed as the partitions would be). Reads only the
+        source of the subset's first partition: the URLs :meth:`source_urls` gives for it, which
+        the operations layer checks against the source policy first. Writes nothing."""
+        raise NotSupportedError(f"the {self.name} pipeline cannot show rows before they are "
+                                "downloaded; download one partition to see them")
 
     def source_urls(self, dataset: Dataset, partition: Partition) -> Iterable[str]:
         """The URLs :meth:`fetch` will read for ``partition`` (checked against the source

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from pygestor.catalog import Dataset, Partition, Subset
-from pygestor.errors import SourceError, short_text
+from pygestor.errors import NotSupportedError, SourceError, short_text
 from pygestor.pipelines import formats
 from pygestor.pipelines.base import Pipeline, Progress
 from pygestor.schemas import check_mode, reconcile
@@ -264,6 +264,38 @@ class FilesPipeline(Pipeline):
         raise SourceError(f"the record of {dataset.name} names a source file {url!r} outside the "
                           f"dataset's source {dataset.url!r}; the record was damaged or tampered "
                           "with: add the dataset again")
+
+    # ------------------------------------------------------------------ preview
+    def preview(self, dataset: Dataset, subset: Subset, rows: int) -> pa.Table:
+        """The first rows of the subset's first partition, from its source file: a parquet
+        footer and the row group holding them, or the first lines of a text file, typed with
+        the subset's schema (columns by name), as the partition would store them."""
+        if not subset.partitions:
+            raise SourceError(f"subset {subset.name!r} of {dataset.name} has no partitions")
+        source = subset.partitions[0].source
+        options = dataset.options
+        fs, path = source_filesystem(source["url"], options, self.settings)
+        check_identity(fs, path, source)
+        schema = formats.schema_from_text(subset.schema) if subset.schema else None
+        fill = options.get("schema") == "union"
+        if source["format"] == "parquet":
+            if source.get("stream"):
+                raise NotSupportedError(f"{source['url']}: its server does not answer range "
+                                        "requests, so a preview would download the whole file; "
+                                        "download one partition to see its rows")
+            table = formats.first_parquet_rows(fs, path, source["start"], rows)
+            return formats.conform(table, schema, fill_missing=fill) if schema else table
+        if schema is None:
+            raise SourceError(f"the record of {dataset.name} lacks the schema of {subset.name!r}; "
+                              "add the dataset again")
+        size = int((source.get("identity") or {}).get("size") or 0)
+        if source["format"] == "json" and size > formats.PREVIEW_MAX_BYTES:
+            raise NotSupportedError(f"{source['url']} is one JSON array of {size:,} bytes, read "
+                                    "whole; download one partition to see its rows")
+        return formats.first_text_rows(
+            fs, path, source["format"], source.get("compression"), rows, schema, options,
+            start=source["start"], stop=source.get("stop"), columns=source.get("columns"),
+            fill_missing=fill, stream=bool(source.get("stream")))
 
     # ------------------------------------------------------------------ fetch
     def fetch(self, dataset: Dataset, subset: Subset, partition: Partition, dest: str,

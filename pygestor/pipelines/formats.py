@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from pygestor.errors import SourceError, short_text
+from pygestor.errors import NotSupportedError, SourceError, short_text
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -37,6 +37,10 @@ JSON_ARRAY_MAX_BYTES = 512 << 20
 ROW_GROUP_MAX_BYTES = 64 << 20
 #: the footer key-value entry that holds a partition file's provenance
 PROVENANCE_KEY = "pygestor"
+#: a preview before downloading reads at most this many (compressed) bytes of a source file
+PREVIEW_MAX_BYTES = 64 << 20
+#: bytes of a text source read for a preview (whole lines)
+PREVIEW_TEXT_BYTES = 1 << 20
 
 
 def source_format(path: str) -> tuple[str, str | None] | None:
@@ -387,6 +391,66 @@ def iter_parquet_rows(fs: Any, path: str, start: int, stop: int,
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
         raise SourceError(f"{path}: cannot read rows {start}-{stop}: {short_text(exc)}") from None
+
+
+def first_parquet_rows(fs: Any, path: str, start: int, rows: int) -> pa.Table:
+    """Rows ``[start, start + rows)`` of a parquet file: its footer, then only the row groups
+    holding them (ranged reads, page checksums verified); at most :data:`PREVIEW_MAX_BYTES`."""
+    pf = open_parquet(fs, path)
+    tables: list[pa.Table] = []
+    wanted, offset, budget = rows, 0, PREVIEW_MAX_BYTES
+    try:
+        metadata = pf.metadata
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            first, offset = offset, offset + group.num_rows
+            if offset <= start or not group.num_rows:
+                continue
+            size = sum(group.column(j).total_compressed_size for j in range(group.num_columns))
+            if size > budget and not tables:
+                raise NotSupportedError(
+                    f"{path}: the row group holding its first rows is {size:,} bytes, more than "
+                    f"a preview reads ({PREVIEW_MAX_BYTES:,}); download one partition to see "
+                    "its rows")
+            if size > budget:
+                break
+            budget -= size
+            table = pf.read_row_group(index).slice(max(start - first, 0), wanted)
+            tables.append(table)
+            wanted -= table.num_rows
+            if wanted <= 0:
+                break
+        schema = pf.schema_arrow
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
+            raise
+        raise SourceError(f"{path}: cannot read its first rows: {short_text(exc)}") from None
+    finally:
+        pf.close()
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def first_text_rows(fs: Any, path: str, fmt: str, compression: str | None, rows: int,
+                    schema: pa.Schema, options: dict[str, Any], *, start: int = 0,
+                    stop: int | None = None, columns: list[str] | None = None,
+                    fill_missing: bool = False, stream: bool = False) -> pa.Table:
+    """The first ``rows`` rows of the lines starting in ``[start, stop)`` of a CSV / JSON Lines
+    file, typed as ``schema`` (columns by name), reading at most :data:`PREVIEW_TEXT_BYTES`
+    (whole lines). Arguments as :func:`iter_text_batches`."""
+    end = start + PREVIEW_TEXT_BYTES if stop is None else min(stop, start + PREVIEW_TEXT_BYTES)
+    batches: list[pa.RecordBatch] = []
+    found = 0
+    reader = iter_text_batches(fs, path, fmt, compression, start, end, schema, options,
+                               columns=columns, fill_missing=fill_missing, stream=stream)
+    try:
+        for batch in reader:
+            batches.append(batch)
+            found += batch.num_rows
+            if found >= rows:
+                break
+    finally:
+        reader.close()
+    return pa.Table.from_batches(batches, schema=schema).slice(0, rows)
 
 
 def plan_parquet_slices(metadata: pq.FileMetaData,

@@ -242,17 +242,23 @@ def type_name(kind: Any) -> str:
     return str(kind)
 
 
-# ---------------------------------------------------------------------- sample rows
-def sample_table(frame: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Columns and rows for a sample table from a pandas DataFrame (cells as display dicts)."""
-    columns = [{"name": f"c{i}", "label": str(name), "field": f"c{i}", "align": "left"}
-               for i, name in enumerate(frame.columns)]
-    rows = []
+# ---------------------------------------------------------------------- rows
+def rows_table(table: Any, numbers: Any = None
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Columns and rows for a rows table from an Arrow table (cells as display dicts), with each
+    row's number in the subset (``numbers``; by default 0, 1, ...) in a first column."""
+    columns = [{"name": "_n", "label": "row", "field": "_n", "align": "right",
+                "classes": "pg-rownum", "headerClasses": "pg-rownum"}]
+    columns += [{"name": f"c{i}", "label": str(name), "field": f"c{i}", "align": "left"}
+                for i, name in enumerate(table.column_names)]
+    values = [column.to_pylist() for column in table.columns]
+    numbers = list(range(table.num_rows)) if numbers is None else [int(n) for n in numbers]
     budget = [MAX_INLINE_TOTAL]
-    for index, values in enumerate(frame.itertuples(index=False, name=None)):
-        row: dict[str, Any] = {"_row": index}
-        for i, value in enumerate(values):
-            row[f"c{i}"] = cell(value, budget)
+    rows = []
+    for index in range(table.num_rows):
+        row: dict[str, Any] = {"_row": numbers[index], "_n": {"t": "n", "v": f"{numbers[index]:,}"}}
+        for i, column in enumerate(values):
+            row[f"c{i}"] = cell(column[index], budget)
         rows.append(row)
     return columns, rows
 
@@ -336,3 +342,101 @@ def _short_repr(value: Any, limit: int = 4000) -> str:
         return v
     text = repr(clean(value))
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+# ---------------------------------------------------------------------- column statistics
+DASH = "\u2013"
+#: categories shown as frequent values (not a histogram) when a column has at most this many
+CATEGORY_LIMIT = 50
+
+
+def number(value: Any) -> str:
+    """A number for people: ``12,345``, ``0.3333``, ``1.2e+09``; other values as text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-" if value is None else str(value)
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e15):
+        return f"{int(value):,}"
+    if 1000 <= abs(value) < 1e15:
+        return f"{value:,.1f}"
+    return f"{value:.4g}"
+
+
+def stats_rows(stats: dict[str, Any], types: dict[str, str] | None = None
+               ) -> list[dict[str, Any]]:
+    """Rows of the statistics table from :func:`pygestor.stats.column_stats` (``types``: the
+    readable type of each column, from the schema)."""
+    total = stats.get("rows") or 0
+    rows = []
+    for index, column in enumerate(stats.get("columns") or []):
+        nulls = int(column.get("nulls") or 0)
+        share = f" ({100 * nulls / total:.1f}%)" if nulls and total else ""
+        top = _top_values(column)
+        rows.append({
+            "id": index, "name": column["name"],
+            "type": (types or {}).get(column["name"]) or column.get("type") or "",
+            "nulls": nulls, "nulls_label": f"{nulls:,}{share}",
+            "summary": stats_summary(column), "top": top,
+            "bars": [] if top else histogram_bars(column.get("histogram")),
+        })
+    return rows
+
+
+def stats_summary(column: dict[str, Any]) -> str:
+    """One line: range, mean and spread, distinct values, lengths."""
+    parts: list[str] = []
+    kind = column.get("kind")
+    if kind in ("number", "date") and column.get("min") is not None:
+        parts.append(f"{number(column['min'])} {DASH} {number(column['max'])}")
+        if column.get("mean") is not None:
+            parts.append(f"mean {number(column['mean'])} · std {number(column.get('std'))}")
+        if column.get("nans"):
+            parts.append(f"{column['nans']:,} NaN")
+    if column.get("distinct") is not None:
+        parts.append(f"{column['distinct']:,} distinct")
+    elif column.get("distinct_more_than"):
+        parts.append(f"more than {column['distinct_more_than']:,} distinct")
+    if column.get("min_length") is not None:
+        unit = {"binary": "bytes", "list": "items"}.get(str(kind), "characters")
+        parts.append(f"{column['min_length']:,} {DASH} {column['max_length']:,} {unit}")
+    return " · ".join(parts) or "-"
+
+
+def _top_values(column: dict[str, Any]) -> list[dict[str, Any]]:
+    """Frequent values, when the column reads as categories (few distinct values)."""
+    top = column.get("top") or []
+    distinct = column.get("distinct")
+    if column.get("kind") not in ("string", "bool") or distinct is None \
+            or distinct > CATEGORY_LIMIT or not top:
+        return []
+    largest = max(count for _, count in top) or 1
+    return [{"label": middle(str(value), 40), "count": f"{count:,}",
+             "w": round(100 * count / largest, 1)} for value, count in top]
+
+
+def histogram_bars(histogram: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Bars (height in % of the tallest) with a tooltip each, from a stored histogram."""
+    if not histogram or not histogram.get("counts"):
+        return []
+    edges, counts = histogram["edges"], histogram["counts"]
+    tallest = max(counts) or 1
+    whole = histogram.get("of") == "length" or all(isinstance(e, int) for e in edges)
+    bars = []
+    for i, count in enumerate(counts):
+        low, high = edges[i], edges[i + 1]
+        if whole and isinstance(low, int) and isinstance(high, int):
+            span = number(low) if high - low == 1 else f"{number(low)} {DASH} {number(high - 1)}"
+        else:
+            span = f"{number(low)} {DASH} {number(high)}"
+        bars.append({"h": round(100 * count / tallest, 1), "tip": f"{span}: {count:,}"})
+    return bars
+
+
+def plan_rows(dataset: Any) -> list[dict[str, Any]]:
+    """Rows of the "what would be registered" table of the add dialog (a planned Dataset)."""
+    rows = []
+    for subset in dataset.subsets.values():
+        stats = subset.stats()
+        rows.append({"name": subset.name, "partitions": stats["partitions"],
+                     "rows_label": count(stats["rows"]),
+                     "source_label": size(stats["source_bytes"])})
+    return rows

@@ -37,11 +37,25 @@ body { background: #f6f7fb; }
 .pg-thumb { height: 56px; width: auto; max-width: 160px; object-fit: contain;
             border-radius: 4px; display: block; background: #f2f4f7; }
 .pg-null { color: #98a2b3; font-style: italic; }
+.pg-rownum { width: 1%; white-space: nowrap; }
 .pg-snippet .nicegui-code-copy { display: none; }
 .pg-snippet .nicegui-code { border-radius: 8px; }
 .pg-link { color: #4f46e5; text-decoration: none; font-weight: 500; }
 .pg-link:hover { text-decoration: underline; }
 .q-tab { text-transform: none; }
+/* small screens: content never wider than the window; wide tables and code scroll inside */
+.pg-page > * { max-width: 100%; min-width: 0; }
+.pg-card { max-width: 100%; }
+.q-tab-panels, .q-tab-panel { max-width: 100%; min-width: 0; }
+.q-tab-panel { overflow-x: auto; }
+.pg-snippet, .pg-snippet .nicegui-code { max-width: 100%; min-width: 0; }
+.pg-snippet pre { overflow-x: auto; }
+.pg-bars { display: flex; align-items: flex-end; gap: 1px; height: 36px; min-width: 120px; }
+.pg-bars > div { flex: 1; background: #818cf8; border-radius: 2px 2px 0 0; min-height: 1px; }
+.pg-bars > div:hover { background: #4f46e5; }
+.pg-top { display: grid; grid-template-columns: minmax(60px, 160px) 1fr auto; gap: 2px 8px;
+          font-size: 12px; align-items: center; min-width: 220px; }
+.pg-top .bar { height: 8px; background: #818cf8; border-radius: 2px; }
 """
 
 #: copies text in the browser: the Clipboard API where the page is a secure context, else the
@@ -72,21 +86,24 @@ def frame(title: str, crumbs: Sequence[tuple[str, str | None]] = ()) -> ui.colum
     ui.add_body_html(f"<script>{COPY_JS}</script>")
     settings = get_manager().settings
     with ui.header(elevated=False).classes(
-            "bg-white text-slate-800 border-b border-slate-200 px-6 py-0 h-14 items-center gap-3"):
+            "bg-white text-slate-800 border-b border-slate-200 px-3 sm:px-6 py-0 h-14 "
+            "items-center gap-3 no-wrap overflow-hidden").mark("page-header"):
         with ui.link(target="/").classes("flex items-center gap-2 no-underline text-inherit"):
             ui.html(LOGO_SVG, sanitize=False).classes("w-7 h-7")
             ui.label("Pygestor").classes("text-lg font-semibold tracking-tight text-slate-900")
         ui.separator().props("vertical").classes("my-4 mx-1")
         ui.link("Datasets", "/").classes("pg-link text-sm")
         ui.space()
-        with ui.row().classes("items-center gap-1 text-slate-500 text-sm no-wrap"):
+        with ui.row().classes("items-center gap-1 text-slate-500 text-sm no-wrap min-w-0 "
+                              "max-sm:hidden"):
             ui.icon("storage", size="18px")
             ui.label(display.safe(settings.redacted()["data_dir"])).classes(
                 "pg-mono text-xs ellipsis max-w-[360px]").tooltip("Storage root (data_dir)")
         if settings.ui_password:
             ui.button(icon="logout", on_click=_sign_out).props("flat round dense") \
                 .classes("text-slate-500").tooltip("Sign out").mark("sign-out")
-    content = ui.column().classes("w-full max-w-7xl mx-auto px-6 py-6 gap-5")
+    content = ui.column().classes("pg-page w-full max-w-7xl mx-auto px-3 sm:px-6 py-6 gap-5") \
+        .mark("page-content")
     if crumbs:
         with content, ui.row().classes("items-center gap-1 text-sm text-slate-500"):
             for index, (label, href) in enumerate(crumbs):
@@ -122,6 +139,29 @@ def _sign_out() -> None:
 LOGO_SVG = FAVICON.replace("<svg ", '<svg width="28" height="28" ', 1)
 
 
+#: the per-browser storage key of a message for the next page (set by an action, shown once)
+FLASH_KEY = "pygestor_flash"
+
+
+def flash(message: str, kind: str = "positive") -> None:
+    """Show ``message`` on the next page this browser opens (never taken from the URL)."""
+    from nicegui import app
+
+    app.storage.user[FLASH_KEY] = {"message": message, "kind": kind}
+
+
+def show_flash() -> None:
+    """Show (once) the message an action left for this page."""
+    from nicegui import app
+
+    try:
+        found = app.storage.user.pop(FLASH_KEY, None)
+    except (RuntimeError, AssertionError):
+        return
+    if isinstance(found, dict) and isinstance(found.get("message"), str):
+        notify(found["message"], str(found.get("kind") or "info"))
+
+
 def notify(message: str, kind: str = "info") -> None:
     """A toast in the bottom-right corner, out of the tables' way."""
     ui.notify(message, type=kind, position="bottom-right", multi_line=len(message) > 80)
@@ -129,7 +169,7 @@ def notify(message: str, kind: str = "info") -> None:
 
 def stat(label: str, value: str, icon: str, marker: str = "") -> ui.label:
     """A small statistic card; returns the value label so it can be updated."""
-    with ui.card().classes("pg-card pg-stat p-4 gap-1 min-w-[180px] flex-1").props("flat"):
+    with ui.card().classes("pg-card pg-stat p-4 gap-1 min-w-[150px] flex-1").props("flat"):
         with ui.row().classes("items-center gap-2"):
             ui.icon(icon, size="18px").classes("text-primary")
             ui.label(label).classes("label")

@@ -28,7 +28,7 @@ import functools
 import logging
 import math
 import os
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pygestor.catalog import Dataset, Partition, Subset
 from pygestor.config import SECRET_KEY_PATTERN
@@ -50,6 +50,9 @@ from pygestor.pipelines.huggingface.layout import (
     unique,
     yaml_configs,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("pygestor.huggingface")
 
@@ -300,6 +303,28 @@ class HuggingFaceParquetPipeline(Pipeline):
         if written.num_rows != stop - start:
             raise SourceError(f"{source.get('url')}: expected {stop - start} rows, wrote "
                               f"{written.num_rows}")
+
+    # ------------------------------------------------------------------ preview
+    def preview(self, dataset: Dataset, subset: Subset, rows: int) -> pa.Table:
+        """The first rows of the subset's first partition, read from the Hub with ranged reads
+        at the pinned commit (``HfFileSystem``): the file's footer, then the row group holding
+        the piece's first rows. A range cannot be checked against the file's sha256 (a download
+        checks it); page checksums are verified where the file has them."""
+        if not subset.partitions:
+            raise SourceError(f"subset {subset.name!r} of {dataset.name} has no partitions")
+        from pygestor.pipelines.files import source_filesystem
+
+        source = subset.partitions[0].source
+        fs, path = source_filesystem(source["url"], {}, self.settings)
+        start = 0  # a subset's first partition is the first piece of its first file
+        if int(source.get("piece", 0)):
+            pf = formats.open_parquet(fs, path)
+            try:
+                start = piece_rows(pf.metadata, int(source["piece"]),
+                                   int(source.get("pieces", 1)))[0]
+            finally:
+                pf.close()
+        return formats.first_parquet_rows(fs, path, start, rows)
 
     def download_file(self, repo: str, revision: str, source: dict[str, Any], path: str,
                       progress: Progress) -> None:
