@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pygestor.download")
 SET_ASIDE = "_pygestor/set-aside"
+#: failed partitions listed in a job's record (with their error), at most
+MAX_FAILURES = 200
 
 
 @dataclass
@@ -357,9 +359,11 @@ class Download:
         except PygestorError as exc:
             report.failed[key] = str(exc)
             event.failed += 1
+            self.job.progress(failures=dict(list(report.failed.items())[:MAX_FAILURES]))
         except Exception as exc:  # noqa: BLE001 - reported per partition
             report.failed[key] = f"{type(exc).__name__}: {exc}"
             event.failed += 1
+            self.job.progress(failures=dict(list(report.failed.items())[:MAX_FAILURES]))
         else:
             self._record(outcome, key, recorder)
         event.done += 1

@@ -299,11 +299,19 @@ class Manager:
     def column_stats(self, ref: str, *, progress: Callable[[int, int], None] | None = None,
                      cancel: threading.Event | None = None) -> dict[str, Any]:
         """Compute the column statistics of the downloaded subset ``ref`` and store them with
-        its record (``Subset.extra["stats"]``). ``progress(done, total)`` counts row groups;
-        setting ``cancel`` stops it (:class:`CancelledError`). See :mod:`pygestor.stats`."""
+        its record (``Subset.extra["stats"]``), as a job. ``progress(done, total)`` counts row
+        groups; setting ``cancel`` (or cancelling the job) stops it (:class:`CancelledError`).
+        See :mod:`pygestor.stats`."""
         from pygestor.stats import compute_column_stats
 
-        return compute_column_stats(self, ref, progress=progress, cancel=cancel)
+        target = self.resolve(ref)
+        with self.jobs.start("stats", ref, target.dataset, cancel=cancel) as job:
+            def tick(done: int, total: int) -> None:
+                job.progress(done=done, total=total)
+                job.cancelled  # noqa: B018 - folds the caller's cancel into the job's
+                if progress is not None:
+                    progress(done, total)
+            return compute_column_stats(self, ref, progress=tick, cancel=job.stop)
 
     # ================================================================== views
     def resolve(self, ref: str) -> Reference:
@@ -341,9 +349,34 @@ class Manager:
         dataset = target.record or self.catalog.read(target.dataset)
         return [summarize_subset(dataset, s) for s in dataset.subsets.values()]
 
-    def list_partitions(self, ref: str) -> list[dict[str, Any]]:
-        return [{"subset": subset.name, **summarize_partition(part)}
-                for subset, part in self._select(ref)[1]]
+    def list_partitions(self, ref: str, failures: bool = False) -> list[dict[str, Any]]:
+        """One summary per partition; with ``failures``, a partition not downloaded whose last
+        download failed says so (``failed``: the error, ``failed_job``: the job)."""
+        dataset, selected = self._select(ref)
+        failed = self.download_failures(dataset.name) if failures else {}
+        rows = []
+        for subset, part in selected:
+            row = {"subset": subset.name, **summarize_partition(part)}
+            error = failed.get(f"{subset.name}/{part.name}")
+            if error is not None and not part.downloaded:
+                row["failed"], row["failed_job"] = error
+            rows.append(row)
+        return rows
+
+    def download_failures(self, name: str) -> dict[str, tuple[str, str]]:
+        """``subset/partition`` -> (error, job id) of the newest download job of ``name`` that
+        tried it and failed (from the jobs' history)."""
+        found: dict[str, tuple[str, str]] = {}
+        tried: set[str] = set()
+        for job in self.jobs.list(all=True):  # newest first
+            if job.get("dataset") != name or job.get("kind") != "download" or \
+                    job.get("state") == "running":
+                continue
+            for key, error in (job.get("failures") or {}).items():
+                if key not in tried:
+                    found[key] = (str(error), str(job["id"]))
+            tried.update(job.get("failures") or {})
+        return found
 
     def partition_path(self, dataset: str, subset: str, partition: str) -> str:
         """The file of a partition. Names are checked like user input (a record is untrusted):
@@ -905,7 +938,19 @@ def summarize_partition(part: Partition) -> dict[str, Any]:
             "size": part.size, "rows": part.num_rows if part.num_rows is not None
             else part.source_rows, "row_groups": len(part.row_groups or []) or None,
             "source_bytes": part.source_bytes, "source": part.source.get("url"),
+            "source_slice": source_slice(part.source),
             "checksum": part.checksum, "downloaded_at": part.downloaded_at}
+
+
+def source_slice(source: dict[str, Any]) -> str:
+    """Which part of its source file a partition comes from, for people (rows or bytes)."""
+    start, stop = source.get("start"), source.get("stop")
+    if source.get("pieces"):
+        return f"piece {int(source.get('piece', 0)) + 1} of {source['pieces']}"
+    if start is None:
+        return "the whole file"
+    unit = "rows" if source.get("format") == "parquet" else "bytes"
+    return f"{unit} {start:,}-{stop:,}" if stop is not None else f"{unit} {start:,} to the end"
 
 
 def summarize_subset(dataset: Dataset, subset: Subset, detail: bool = False) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from sources import TRAIN_ROWS, write_toy_source
 
 from pygestor import api
 from pygestor.config import Settings
+from pygestor.errors import PygestorError
 from pygestor.manager import Manager
 from pygestor.ui import app as ui_app
 from pygestor.ui.display import DASH
@@ -909,3 +910,63 @@ def test_presentation_of_real_nested_parquet_and_odd_values():
     short = display.middle("/a/very/long/path/to/the/source/folder/data", 20)
     assert len(short) == 20 and short.startswith("/a/") and short.endswith("/folder/data")
     assert display.middle("/short", 20) == "/short"
+
+
+# ---------------------------------------------------------------------- admin console
+async def test_a_failed_download_shows_its_error_and_source_and_retries(user: User, manager,
+                                                                        toy):
+    """A partition whose source file is missing fails; its row says so, with the error and
+    the source file and bytes it comes from; once the file is back, "Retry failed" fetches
+    exactly the failed partitions."""
+    manager.add_dataset("toy", str(toy), pipeline="files")
+    shard = toy / "train" / "shard-1.csv"
+    hidden = toy / "shard-1.csv.away"
+    shard.rename(hidden)
+    with pytest.raises(PygestorError, match="failed"):
+        manager.download("toy/train", progress=False)
+    failed = {p["name"] for p in manager.list_partitions("toy/train", failures=True)
+              if p.get("failed")}
+    assert failed and all(not p.downloaded for p in manager.dataset("toy").subsets["train"]
+                          .partitions if p.name in failed)
+    await user.open("/dataset/toy?subset=train")
+    table = the(user, "partitions-table")
+    await until(lambda: len(table.rows) == 3, what="partitions listed")
+    rows = {r["name"]: r for r in table.rows}
+    for name in failed:
+        assert rows[name]["status"] == "Failed"
+        assert "shard-1.csv is gone from the source" in rows[name]["failed"]
+        assert "shard-1.csv (bytes" in rows[name]["origin"] or \
+            "shard-1.csv (the whole file" in rows[name]["origin"]
+    retry = the(user, "retry-failed")
+    await until(lambda: retry.visible, what="the retry button")
+    assert retry.text == f"Retry failed ({len(failed)})"
+    hidden.rename(shard)  # the same file again (a rename keeps its modification time)
+    user.find(marker="retry-failed").click()
+    await until(lambda: notified(user, f"Downloaded {len(failed)} selected partition"),
+                what="the retry")
+    assert all(p.downloaded for p in manager.dataset("toy").subsets["train"].partitions)
+    await until(lambda: not the(user, "retry-failed").visible, what="nothing left to retry")
+
+
+async def test_verify_and_check_updates_from_the_dataset_page(user: User, manager, toy):
+    manager.add_dataset("toy", str(toy), pipeline="files")
+    manager.download("toy", progress=False)
+    path = Path(manager.partition_path("toy", "test", "part-00000.parquet"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    await user.open("/dataset/toy")
+    user.find(marker="verify-dataset").click()
+    await see(user, marker="verify-title")
+    assert "1 problem(s)" in the(user, "verify-title").text
+    await see(user, "test/part-00000.parquet: checksum mismatch")
+    user.find(marker="verify-repair").click()
+    await until(lambda: "repaired" in the(user, "verify-title").text, what="the repair")
+    await see(user, "marked not downloaded")
+    user.find(marker="verify-close").click()
+    assert not manager.dataset("toy").subsets["test"].partitions[0].downloaded
+    user.find(marker="check-updates").click()
+    await see(user, marker="updates-title")
+    assert "no update check for this pipeline" in the(user, "updates-title").text
+    kinds = [j["kind"] for j in manager.list_jobs(all=True)]
+    assert kinds.count("verify") == 2 and "check-updates" in kinds, "both ran as jobs"

@@ -163,7 +163,10 @@ def partition_row(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": summary["name"],
         "downloaded": bool(summary.get("downloaded")),
-        "status": "Downloaded" if summary.get("downloaded") else "Not downloaded",
+        "failed": safe(summary.get("failed")) if summary.get("failed") else "",
+        "origin": f"{safe(summary.get('source'))} ({summary.get('source_slice') or '?'})",
+        "status": "Downloaded" if summary.get("downloaded") else
+        ("Failed" if summary.get("failed") else "Not downloaded"),
         "rows": summary.get("rows") if summary.get("rows") is not None else -1,
         "rows_label": count(summary.get("rows")),
         "size": summary.get("size") or 0,

@@ -9,6 +9,7 @@ from nicegui import run, ui
 
 from pygestor.ui import display, layout
 from pygestor.ui.app import get_manager
+from pygestor.ui.components.admin import admin_buttons
 from pygestor.ui.components.downloads import plural
 from pygestor.ui.components.partitions import label_cell
 from pygestor.ui.display import error_text
@@ -165,6 +166,7 @@ async def dataset_page(info: dict[str, Any]) -> None:
             ui.badge(info.get("pipeline") or "", color="grey-3", text_color="grey-9") \
                 .classes("px-2 py-1").tooltip("pipeline")
             ui.space()
+            admin_buttons(name)
             ui.button("Delete dataset", icon="delete_outline",
                       on_click=lambda: delete_dataset(info)) \
                 .props("outline no-caps color=negative").mark("delete-dataset")

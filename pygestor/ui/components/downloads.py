@@ -133,6 +133,11 @@ class DownloadButtons:
             "Download selected", icon="playlist_add_check",
             on_click=lambda: controls.download(controls.selected())) \
             .props("outline no-caps").mark("download-selected")
+        self.retry_failed = ui.button(
+            "Retry failed", icon="replay",
+            on_click=lambda: controls.download(controls.failed())) \
+            .props("outline no-caps color=warning").mark("retry-failed")
+        self.retry_failed.visible = False
         self.remove_selected = ui.button(
             "Remove selected", icon="remove_circle_outline",
             on_click=lambda: controls.remove(controls.selected())) \
@@ -153,8 +158,11 @@ class DownloadButtons:
                                   backward=lambda s, v=verb: f"{v} selected ({len(s)})" if s
                                   else f"{v} selected")
 
-    def enable(self, running: bool, selected: bool, stored: bool) -> None:
+    def enable(self, running: bool, selected: bool, stored: bool, failed: int = 0) -> None:
         self.download_all.set_enabled(not running)
+        self.retry_failed.visible = failed > 0
+        self.retry_failed.set_enabled(not running)
+        self.retry_failed.set_text(f"Retry failed ({failed})")
         for button in (self.download_selected, self.remove_selected):
             button.set_enabled(not running and selected)
         self.remove_all.set_enabled(not running and stored)
@@ -186,16 +194,20 @@ class DownloadControls:
 
     def show_state(self, summary: dict[str, Any]) -> None:
         """Enable what makes sense for the subset as it is now."""
-        self.buttons_row.enable(self.running, bool(self.selected()), summary["downloaded"] > 0)
+        self.buttons_row.enable(self.running, bool(self.selected()), summary["downloaded"] > 0,
+                                len(self.failed()))
 
     def selected(self) -> list[str]:
         return self.partitions.selected_names() if self.partitions is not None else []
+
+    def failed(self) -> list[str]:
+        return self.partitions.failed_names() if self.partitions is not None else []
 
     def _set_running(self, running: bool) -> None:
         self.running = running
         stored = self.partitions.partitions if self.partitions is not None else []
         self.buttons_row.enable(running, bool(self.selected()),
-                                any(p["downloaded"] for p in stored))
+                                any(p["downloaded"] for p in stored), len(self.failed()))
 
     # ------------------------------------------------------------------ download
     def poll(self) -> None:

@@ -23,8 +23,13 @@ COLUMNS = [
 ]
 _STATUS_CELL = """
 <q-td :props="props">
-  <q-badge :color="props.row.downloaded ? 'positive' : 'grey-4'"
-    :text-color="props.row.downloaded ? 'white' : 'grey-9'" :label="props.value" />
+  <q-badge :color="props.row.downloaded ? 'positive' : (props.row.failed ? 'negative' : 'grey-4')"
+    :text-color="props.row.downloaded || props.row.failed ? 'white' : 'grey-9'"
+    :label="props.value" />
+  <div v-if="props.row.failed" class="text-xs text-negative" style="max-width: 420px;
+    white-space: normal" data-testid="partition-error">{{ props.row.failed }}</div>
+  <div v-if="props.row.failed" class="text-xs pg-muted" style="max-width: 420px;
+    white-space: normal">from {{ props.row.origin }}</div>
 </q-td>"""
 _ROW_GROUPS_CELL = """
 <q-td :props="props"><span class="text-sm">{{ props.value || '-' }}</span></q-td>"""
@@ -59,6 +64,9 @@ class PartitionTable:
         self.table.props(remove="loading")
         layout.fit_bottom(self.table)
         self.table.update()
+
+    def failed_names(self) -> list[str]:
+        return [p["name"] for p in self.partitions if p.get("failed") and not p["downloaded"]]
 
     def selected_names(self) -> list[str]:
         return [r["name"] for r in self.table.selected]

@@ -24,7 +24,7 @@ TABS = [("partitions", "Partitions", "view_list"), ("rows", "Rows", "table_rows"
 
 def load_subset(ref: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     manager = get_manager()
-    return manager.info(ref), manager.list_partitions(ref)
+    return manager.info(ref), manager.list_partitions(ref, failures=True)
 
 
 def load_schema(ref: str) -> dict[str, Any]:
