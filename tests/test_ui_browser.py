@@ -646,3 +646,31 @@ def _wait_until(condition, what: str, timeout: float = 20.0) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_failed_partition_is_shown_and_retried_in_chromium(screen, manager, tmp_path):
+    """The admin console tells the truth: a partition whose source file is missing shows as
+    failed, with its error and its source; "Retry failed" fetches it once the file is back;
+    "Verify" reports what it found."""
+    source = write_toy_source(tmp_path / "toy-src")
+    manager.add_dataset("toy", str(source), pipeline="files")
+    shard, away = source / "train" / "shard-1.csv", tmp_path / "shard-1.csv.away"
+    shard.rename(away)
+    with pytest.raises(Exception, match="failed"):
+        manager.download("toy/train", progress=False)
+    page = Page(screen.selenium)
+    screen.open("/dataset/toy?subset=train")
+    wait(lambda: page.driver.find_elements(By.CSS_SELECTOR, "[data-testid=partition-error]"),
+         what="a failed partition")
+    error = page.driver.find_element(By.CSS_SELECTOR, "[data-testid=partition-error]").text
+    assert "shard-1.csv is gone from the source" in error
+    screen.should_contain("from ")
+    page.shot("18-failed-partition")
+    away.rename(shard)
+    page.button("Retry failed").click()
+    wait(lambda: all(p.downloaded for p in manager.dataset("toy").subsets["train"].partitions),
+         what="the retried partitions")
+    screen.open("/dataset/toy")
+    page.button("Verify").click()
+    screen.should_contain("problem(s)")
+    assert "0 problem(s)" in page.text()
