@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar
 
 from pygestor.backends.storage import LOCK_TIMEOUT, Apply, Storage, _file_lock
@@ -47,19 +47,7 @@ class LocalStorage(Storage):
     # ------------------------------------------------------------------ writing
     def write_bytes(self, path: str, data: bytes) -> None:
         folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, temp_name(name))
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(folder)
+        _place(path, lambda tmp: _write_synced(tmp, [data]))
         # temp files of this name left by writers that were killed (kill -9, power loss)
         for stale in stale_temps(folder):
             if os.path.basename(stale).startswith(f".{name}{TEMP_MARKER}"):
@@ -87,25 +75,14 @@ class LocalStorage(Storage):
                 after()
 
     def put_file(self, local_path: str, path: str) -> None:
-        folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, temp_name(name))
-        try:
-            if os.stat(local_path).st_dev == os.stat(folder).st_dev:
+        def fill(tmp: str) -> None:
+            if os.stat(local_path).st_dev == os.stat(os.path.dirname(tmp)).st_dev:
                 _fsync_path(local_path)  # the bytes are on disk before the name is
                 os.replace(local_path, tmp)
-            else:
-                with open(local_path, "rb") as src, open(tmp, "wb") as dst:
-                    while chunk := src.read(8 << 20):
-                        dst.write(chunk)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(folder)
+                return
+            with open(local_path, "rb") as src:  # another filesystem: never a cross-device rename
+                _write_synced(tmp, iter(lambda: src.read(8 << 20), b""))
+        _place(path, fill)
 
     def remove_record(self, path: str) -> None:
         with self._lock(path):
@@ -154,6 +131,31 @@ class LocalStorage(Storage):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with _file_lock(path + ".lock", path, timeout):
             yield
+
+
+def _place(path: str, fill: Callable[[str], None]) -> None:
+    """Make ``path`` appear whole or not at all: ``fill`` writes a temporary sibling, which is
+    then renamed over ``path`` and the rename made durable (the temporary file is removed if
+    anything fails)."""
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, temp_name(name))
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _write_synced(path: str, chunks: Iterable[bytes]) -> None:
+    with open(path, "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _fsync_path(path: str) -> None:
