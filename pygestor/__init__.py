@@ -15,8 +15,8 @@ _API = ("configure", "get_manager", "add_dataset", "list_datasets", "info", "lis
         "load_table", "iter_batches", "schema", "sample", "urls", "check_updates")
 _LAZY = {
     **{name: "pygestor.api" for name in _API},
-    "PygestorDataset": "pygestor.loaders.torch",
-    "PygestorDataLoader": "pygestor.loaders.torch",
+    "PygestorDataset": "pygestor.loaders.dataset",
+    "PygestorDataLoader": "pygestor.loaders.loader",
     "Settings": "pygestor.config",
     "Manager": "pygestor.manager",
     "PygestorError": "pygestor.errors",
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     )
     from pygestor.config import Settings  # noqa: F401
     from pygestor.errors import PygestorError  # noqa: F401
-    from pygestor.loaders.torch import PygestorDataLoader, PygestorDataset  # noqa: F401
+    from pygestor.loaders.dataset import PygestorDataset  # noqa: F401
+    from pygestor.loaders.loader import PygestorDataLoader  # noqa: F401
     from pygestor.manager import Manager  # noqa: F401
 
 

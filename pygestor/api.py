@@ -6,7 +6,6 @@ environment), and can be replaced with :func:`configure`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,29 +18,20 @@ if TYPE_CHECKING:
     from pygestor.catalog import Dataset
     from pygestor.manager import DownloadReport, Manager, VerifyReport
 
-_manager: Manager | None = None
-_lock = threading.Lock()
-
 
 def configure(config: str | None = None, **settings: Any) -> Manager:
-    """Set the settings every API call uses (``data_dir=``, ``storage_options=``, ...)."""
-    from pygestor.manager import Manager
+    """Set the settings every API call (and ``PygestorDataset`` without ``manager=``) uses:
+    ``data_dir=``, ``storage_options=``, ..."""
+    from pygestor.manager import default_manager
 
-    global _manager
-    with _lock:
-        _manager = Manager(Settings.load(config, **settings))
-        return _manager
+    return default_manager(Settings.load(config, **settings))
 
 
 def get_manager() -> Manager:
     """The manager the API functions use (created from the settings on first use)."""
-    from pygestor.manager import Manager
+    from pygestor.manager import default_manager
 
-    global _manager
-    with _lock:
-        if _manager is None:
-            _manager = Manager(Settings.load())
-        return _manager
+    return default_manager()
 
 
 # ---------------------------------------------------------------------- catalog

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pygestor import integrity
 from pygestor.backends.retry import TransientError, call_with_retries
@@ -44,7 +44,6 @@ from pygestor.errors import (
     ConfigError,
     IntegrityError,
     InvalidNameError,
-    NotDownloadedError,
     NotFoundError,
     PygestorError,
     SourceError,
@@ -54,6 +53,9 @@ from pygestor.names import check_dataset_name, check_partition_name, check_subse
 from pygestor.pipelines import get_pipeline, pipeline_for_url
 from pygestor.pipelines.base import COMMON_OPTIONS, Pipeline
 from pygestor.policy import SourcePolicy, drop_secrets
+
+if TYPE_CHECKING:
+    from pygestor.selection import Selection
 
 log = logging.getLogger("pygestor")
 #: where files that are not provably a partition's are moved, inside the dataset's folder
@@ -314,14 +316,13 @@ class Manager:
                                  f"Run 'pygestor verify {dataset} --repair' to rebuild it from "
                                  "its partition files") from None
 
-    def downloaded_partitions(self, ref: str) -> tuple[Dataset, list[tuple[Subset, Partition]]]:
-        """The downloaded partitions a reference covers; an error if it covers none."""
-        dataset, selected = self._select(ref)
-        ready = [(s, p) for s, p in selected if p.downloaded]
-        if not ready:
-            raise NotDownloadedError(f"nothing of {ref!r} is downloaded yet ({len(selected)} "
-                                     f"partitions registered); run 'pygestor download {ref}'")
-        return dataset, ready
+    def select(self, ref: str, schema: str | None = None) -> Selection:
+        """The downloaded partitions ``ref`` covers, as the one value every reader takes (see
+        :mod:`pygestor.selection`): an error if none is downloaded; a partial read follows
+        ``partial_reads``; ``schema="union"`` reads subsets with other columns together."""
+        from pygestor.selection import select
+
+        return select(self, ref, schema)
 
     def _select(self, ref: str, partitions: Iterable[str] | None = None
                 ) -> tuple[Dataset, list[tuple[Subset, Partition]]]:
@@ -1002,3 +1003,19 @@ def _size(n: int | float | None) -> str:
 
 
 human_size = _size
+
+
+# ====================================================================== the process's manager
+_DEFAULT: Manager | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_manager(settings: Settings | None = None) -> Manager:
+    """The manager used when none is given: the one ``pygestor.configure`` set (``settings``:
+    replace it), else one made from ``Settings.load()`` on first use. Shared by the Python API
+    and ``PygestorDataset``, so both read the same storage root."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if settings is not None or _DEFAULT is None:
+            _DEFAULT = Manager(settings or Settings.load())
+        return _DEFAULT

@@ -153,7 +153,7 @@ def _rank_main(rank: int, world: int, port: int, data_dir: str, out: str) -> Non
     import torch.distributed as dist
     from torch.utils.data import DataLoader
 
-    from pygestor.loaders.torch import PygestorDataLoader, PygestorDataset
+    from pygestor import PygestorDataLoader, PygestorDataset
 
     assert "RANK" not in os.environ and "WORLD_SIZE" not in os.environ
     manager = make_manager(data_dir)

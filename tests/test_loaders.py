@@ -86,7 +86,7 @@ def toy(tmp_path: Path) -> Any:
 
 
 def dataset(manager: Any, **kwargs: Any) -> Any:
-    from pygestor.loaders.torch import PygestorDataset
+    from pygestor import PygestorDataset
 
     return PygestorDataset("toy/train", manager=manager, **kwargs)
 
@@ -127,7 +127,7 @@ def test_iter_batches_formats_sizes_and_order(toy):
 
 def test_iter_batches_filters_prune_row_groups(toy):
     from pygestor.loaders.batches import iter_batches
-    from pygestor.loaders.stream import RowGroupReader, Source, row_group_may_match
+    from pygestor.loaders.stream import RowGroupReader, row_group_may_match
 
     batches = list(iter_batches(toy, "toy/train", batch_size=50, columns=["id"],
                                 filters=[("label", "<", 3), ("id", ">=", 1000)], format="numpy"))
@@ -140,8 +140,7 @@ def test_iter_batches_filters_prune_row_groups(toy):
                                filters=[[("id", "<", 5)], [("id", "in", [3000, 3001])]]))
     assert either[0].column("id").to_pylist() == [0, 1, 2, 3, 4, 3000, 3001]
     # statistics prove most row groups hold no id < 150: they are not read
-    source = Source.open(toy, "toy/train")
-    metadata = RowGroupReader(source).metadata(0)
+    metadata = RowGroupReader(toy.select("toy/train")).metadata(0)
     groups = [[("id", "<", 150)]]
     keep = [row_group_may_match(metadata.row_group(i), {"id": 0}, groups)
             for i in range(metadata.num_row_groups)]
@@ -181,6 +180,56 @@ def test_public_api_streams_through_the_configured_manager(toy):
     found = pygestor.urls("toy/train")
     assert len(found["urls"]) == len(toy.dataset("toy").subsets["train"].partitions)
     assert pq.read_table(found["urls"][0]).num_rows > 0
+
+
+def test_loaders_take_a_selection_and_never_import_the_api(toy):
+    import subprocess
+    import sys
+
+    from pygestor import PygestorDataset
+    from pygestor.selection import Selection
+
+    # a dataset with no manager= takes the process's default manager, not the API module's
+    code = ("import sys; from pygestor import PygestorDataset; "
+            "ds = PygestorDataset('toy/train', columns=['id']); "
+            "print(len(ds), 'pygestor.api' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
+           "PYGESTOR_DATA_DIR": toy.settings.data_dir}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    assert out.stdout.split() == [str(TOTAL), "False"]
+    selection = toy.select("toy/train")
+    assert isinstance(selection, Selection) and selection.num_rows == TOTAL
+    assert sum(selection.row_group_sizes) == TOTAL and len(selection.urls()) == len(
+        selection.partitions)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(selection))  # to DataLoader workers: no client inside
+    assert "_storage" not in again.__dict__ and again.digest() == selection.digest()
+    ds = PygestorDataset(selection, columns=["id"])
+    assert [r["id"] for r in ds][:3] == [0, 1, 2] and len(ds) == TOTAL
+    import pygestor
+
+    pygestor.configure(data_dir=toy.settings.data_dir)  # the default manager: configure's
+    assert len(PygestorDataset("toy/train", columns=["id"], batch_size=1000)) == 4
+
+
+def test_epoch_state_round_trips_and_refuses_what_is_not_ours():
+    from pygestor.errors import IntegrityError
+    from pygestor.loaders.state import EpochState, Progress
+
+    state = EpochState(3, 7, "f" * 32, Progress(2, 64, (128, 64), 1, 2), {"world_size": 2})
+    data = json.loads(json.dumps(state.to_dict()))
+    assert data["samples_consumed"] == 192 and data["world_size"] == 2
+    assert EpochState.from_dict(data) == state
+    view = EpochState(3, 7, "f" * 32, Progress(3, 8, (8, 16, 0), 1, 3, worker=0))
+    assert view.samples_consumed == 16, "worker 0 with rotation 1 reads piece 1"
+    assert EpochState.from_dict(view.to_dict()) == view
+    for bad in ({"epoch": 1}, {**data, "progress": {"pieces": 2}},
+                {**data, "progress": {**data["progress"], "consumed": [1]}},
+                {**data, "epoch": -1}, {**data, "progress": {**data["progress"], "block": 0}}):
+        with pytest.raises(IntegrityError):
+            EpochState.from_dict(bad)
 
 
 # ============================================================================================
@@ -358,7 +407,7 @@ def _take(iterator: Any, count: int) -> list[Any]:
 
 @pytest.mark.parametrize("workers_before,workers_after", [(0, 0), (2, 2), (2, 0), (0, 3), (3, 2)])
 def test_loader_resume_exact_with_any_worker_count(toy, workers_before, workers_after):
-    from pygestor.loaders.torch import PygestorDataLoader
+    from pygestor import PygestorDataLoader
 
     kwargs = {"columns": ["id"], "shuffle": True, "seed": 11, "shuffle_buffer": 96}
     ds = dataset(toy, **kwargs)
@@ -388,7 +437,7 @@ def test_loader_resume_exact_with_any_worker_count(toy, workers_before, workers_
 
 
 def test_chained_resume_and_ready_batches(toy):
-    from pygestor.loaders.torch import PygestorDataLoader
+    from pygestor import PygestorDataLoader
 
     kwargs = {"columns": ["id"], "batch_size": 50, "shuffle": True, "seed": 2,
               "shuffle_buffer": 120}
@@ -540,7 +589,7 @@ def test_stream_from_s3_with_two_workers(s3_server, tmp_path):
     from torch.utils.data import DataLoader
 
     from pygestor.loaders.batches import iter_batches
-    from pygestor.loaders.stream import RowGroupReader, Source
+    from pygestor.loaders.stream import RowGroupReader
 
     manager = _remote(s3_server, "s3", tmp_path)
     ds = dataset(manager, columns=["id", "x"], batch_size=128, shuffle=True, seed=1,
@@ -551,7 +600,7 @@ def test_stream_from_s3_with_two_workers(s3_server, tmp_path):
                               filters=[("label", "=", 3)]))
     assert [i for b in arrow for i in b.column(0).to_pylist()] == list(range(3, TOTAL, 10))
     # only the footer and the needed column chunks are fetched
-    source = Source.open(manager, "toy/train")
+    source = manager.select("toy/train")
     reader = RowGroupReader(source, columns=["id"])
     reader.read(0, 0)
     assert reader.requests == 2  # footer + one ranged read of the 'id' chunk
@@ -607,7 +656,7 @@ def test_local_roots_are_never_cached(tmp_path):
 def test_persistent_workers_follow_set_epoch_and_resume(toy):
     from torch.utils.data import DataLoader
 
-    from pygestor.loaders.torch import PygestorDataLoader
+    from pygestor import PygestorDataLoader
 
     kwargs = {"columns": ["id"], "batch_size": 100, "shuffle": True, "seed": 6,
               "shuffle_buffer": 100}
@@ -638,7 +687,7 @@ def test_persistent_workers_follow_set_epoch_and_resume(toy):
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_bundled_handoff_resumes_in_the_exact_order(toy, workers):
-    from pygestor.loaders.torch import PygestorDataLoader
+    from pygestor import PygestorDataLoader
 
     kwargs = {"columns": ["id", "x", "text"], "batch_size": 50, "shuffle": True, "seed": 8,
               "shuffle_buffer": 100}
@@ -677,7 +726,7 @@ def test_bundle_packs_tensors_into_one_buffer():
     import torch
     import torch.multiprocessing  # registers the tensor reductions
 
-    from pygestor.loaders.torch import Bundle
+    from pygestor.loaders.handoff import Bundle
 
     batches = [{"a": torch.arange(5), "b": torch.tensor([[1.5, 2.0]] * 3, dtype=torch.float16),
                 "c": torch.tensor([True, False, True]), "s": ["x", "y"], "n": 7,

@@ -32,8 +32,17 @@ def expand(slices: list[P.Slice]) -> list[tuple[int, int]]:
     return [(s.row_group, row) for s in slices for row in range(s.start, s.stop)]
 
 
+def plan_slices(sizes, *, rank, world_size, worker, num_workers, seed=0, epoch=0,
+                shuffle="none", drop_last=False, block=1, consumed=0) -> list[P.Slice]:
+    """What piece ``worker`` of ``num_workers`` (one piece per worker) still delivers."""
+    layout = P.epoch_layout(sizes, seed=seed, epoch=epoch, shuffle=shuffle)
+    return P.plan_piece(layout, rank=rank, world_size=world_size, piece=worker,
+                        num_pieces=num_workers, drop_last=drop_last, block=block,
+                        skip=consumed).rest()
+
+
 def reference_sequence(sizes, seed, epoch, shuffle) -> list[tuple[int, int]]:
-    order = P.epoch_order(sizes, seed=seed, epoch=epoch, shuffle=shuffle)
+    order = P.epoch_layout(sizes, seed=seed, epoch=epoch, shuffle=shuffle).order
     return [(int(g), row) for g in order for row in range(sizes[g])]
 
 
@@ -50,7 +59,7 @@ def rank_samples(sizes, world, rank, workers, **kw) -> list[list[tuple[int, int]
     """Per-worker delivered samples of one rank."""
     return [
         expand(
-            P.plan_slices(sizes, rank=rank, world_size=world, worker=k, num_workers=workers, **kw)
+            plan_slices(sizes, rank=rank, world_size=world, worker=k, num_workers=workers, **kw)
         )
         for k in range(max(workers, 1))
     ]
@@ -112,35 +121,36 @@ def test_determinism_and_epoch_changes_order():
         "seed": 7,
         "shuffle": "rowgroup",
     }
-    assert P.plan_slices(sizes, epoch=2, **kw) == P.plan_slices(sizes, epoch=2, **kw)
-    assert P.plan_slices(sizes, epoch=2, **kw) != P.plan_slices(sizes, epoch=3, **kw)
-    orders = {tuple(P.epoch_order(sizes, seed=7, epoch=e, shuffle="rowgroup")) for e in range(5)}
+    assert plan_slices(sizes, epoch=2, **kw) == plan_slices(sizes, epoch=2, **kw)
+    assert plan_slices(sizes, epoch=2, **kw) != plan_slices(sizes, epoch=3, **kw)
+    orders = {tuple(P.epoch_layout(sizes, seed=7, epoch=e, shuffle="rowgroup").order)
+              for e in range(5)}
     assert len(orders) == 5
-    assert P.epoch_order(sizes, seed=7, epoch=3).tolist() == list(range(len(sizes)))
+    assert P.epoch_layout(sizes, seed=7, epoch=3).order.tolist() == list(range(len(sizes)))
     expected = np.random.Generator(np.random.PCG64(np.random.SeedSequence([7, 3])))
     assert (
-        P.epoch_order(sizes, seed=7, epoch=3, shuffle="rowgroup").tolist()
+        P.epoch_layout(sizes, seed=7, epoch=3, shuffle="rowgroup").order.tolist()
         == expected.permutation(len(sizes)).tolist()
     )
 
 
 def test_slices_are_merged_and_compact():
-    slices = P.plan_slices([4, 0, 3], rank=0, world_size=1, worker=0, num_workers=0)
+    slices = plan_slices([4, 0, 3], rank=0, world_size=1, worker=0, num_workers=0)
     assert slices == [P.Slice(0, 0, 4), P.Slice(2, 0, 3)]
     # Wrap-around with one row group: two slices of the same group, not merged.
-    wrapped = P.plan_slices([5], rank=1, world_size=2, worker=0, num_workers=0)
+    wrapped = plan_slices([5], rank=1, world_size=2, worker=0, num_workers=0)
     assert wrapped == [P.Slice(0, 3, 5), P.Slice(0, 0, 1)]
     # More ranks than samples: repeated wrapping.
     assert [
-        P.plan_slices([2], rank=r, world_size=5, worker=0, num_workers=1) for r in range(5)
+        plan_slices([2], rank=r, world_size=5, worker=0, num_workers=1) for r in range(5)
     ] == [[P.Slice(0, i % 2, i % 2 + 1)] for i in range(5)]
 
 
 def test_empty_epoch_gives_nothing():
     for drop_last in (True, False):
-        assert P.plan_slices([], rank=2, world_size=3, worker=0, num_workers=2) == []
+        assert plan_slices([], rank=2, world_size=3, worker=0, num_workers=2) == []
         assert (
-            P.plan_slices(
+            plan_slices(
                 [0, 0], rank=0, world_size=1, worker=0, num_workers=0, drop_last=drop_last
             )
             == []
@@ -149,11 +159,11 @@ def test_empty_epoch_gives_nothing():
 
 def test_invalid_settings():
     with pytest.raises(ConfigError, match="unknown shuffle"):
-        P.epoch_order([1], shuffle="bogus")
+        P.epoch_layout([1], shuffle="bogus")
     with pytest.raises(ConfigError, match="rank"):
-        P.plan_slices([1], rank=2, world_size=2, worker=0, num_workers=0)
-    with pytest.raises(ConfigError, match="worker"):
-        P.plan_slices([1], rank=0, world_size=1, worker=1, num_workers=0)
+        plan_slices([1], rank=2, world_size=2, worker=0, num_workers=0)
+    with pytest.raises(ConfigError, match="piece"):
+        plan_slices([1], rank=0, world_size=1, worker=1, num_workers=0)
     with pytest.raises(ConfigError, match="block"):
         P.worker_pieces(5, 2, block=0)
     with pytest.raises(ConfigError):
@@ -183,41 +193,19 @@ def test_worker_pieces_rule(n, workers, block):
 # Resume
 
 
-@st.composite
-def resume_case(draw):
-    n = draw(st.integers(0, 40))
-    workers0 = draw(workers_st)
-    block = draw(block_st)
-    pieces = P.worker_pieces(n, workers0, block)
-    consumed = [draw(st.integers(0, b - a)) for a, b in pieces]
-    return n, workers0, block, consumed
-
-
-@FAST
-@given(resume_case(), workers_st)
-def test_remaining_plus_consumed_is_the_span(case, workers):
-    n, workers0, block, consumed = case
-    pieces = P.worker_pieces(n, workers0, block)
-    done = [p for (a, _), c in zip(pieces, consumed, strict=True) for p in range(a, a + c)]
-    remaining = P.remaining_ranges(n, workers0, block, consumed)
-    assert sorted(done + positions(remaining)) == list(range(n))
-    shares = P.split_ranges(remaining, workers, block)
-    assert len(shares) == max(workers, 1)
-    assert sorted(p for share in shares for p in positions(share)) == positions(remaining)
-    assignments = P.assign_workers(n, workers, block=block, consumed=consumed)
-    left = [p for a in assignments for p in positions(P.drop_prefix(a.ranges, a.skip))]
-    assert sorted(done + left) == list(range(n))
-
-
 @FAST
 @given(sizes_st, world_st, workers_st, workers_st, block_st, st.booleans(), st.data())
-def test_resumed_plan_delivers_exactly_the_rest(sizes, world, workers0, workers, block, drop, data):
+def test_resumed_pieces_deliver_exactly_the_rest(sizes, world, workers0, workers, block, drop,
+                                                 data):
     kw = {"seed": 1, "epoch": 2, "shuffle": "rowgroup", "drop_last": drop, "block": block}
     rank = data.draw(st.integers(0, world - 1))
-    original = rank_samples(sizes, world, rank, workers0, **kw)
+    original = rank_samples(sizes, world, rank, workers0, **kw)  # one piece per worker
     consumed = [data.draw(st.integers(0, len(w))) for w in original]
     done = [s for w, c in zip(original, consumed, strict=True) for s in w[:c]]
-    resumed = rank_samples(sizes, world, rank, workers, consumed=consumed, **kw)
+    # the pieces dealt to another number of workers, each read from its count
+    resumed = [[s for k in share for s in piece_samples(sizes, world, rank, k, workers0,
+                                                        consumed[k], **kw)]
+               for share in P.pieces_of_workers(workers, len(original))]
     rest = [s for w in resumed for s in w]
     full = [s for w in original for s in w]
     assert Counter(done + rest) == Counter(full)
@@ -225,39 +213,15 @@ def test_resumed_plan_delivers_exactly_the_rest(sizes, world, workers0, workers,
         assert resumed == [w[c:] for w, c in zip(original, consumed, strict=True)]
 
 
-@FAST
-@given(resume_case(), workers_st, st.data())
-def test_chained_resume_with_remaining_ranges(case, workers, data):
-    n, workers0, block, consumed = case
-    first = P.assign_workers(n, workers0, block=block, consumed=consumed)
-    first_left = P.remaining_ranges(n, workers0, block, consumed)
-    assert P.remaining_after(first, [0] * len(first)) == first_left
-    shares = P.assign_workers(n, workers, block=block, remaining=first_left)
-    delivered = [data.draw(st.integers(0, a.remaining)) for a in shares]
-    second_left = P.remaining_after(shares, delivered)
-    got = [p for a, d in zip(shares, delivered, strict=True) for p in positions(a.ranges)[:d]]
-    assert sorted(got + positions(second_left)) == positions(first_left)
-
-
-def test_int_consumed_is_a_rank_prefix():
-    sizes = [3, 4, 5]
-    full = expand(P.plan_slices(sizes, rank=0, world_size=1, worker=0, num_workers=0))
-    assert (
-        expand(P.plan_slices(sizes, rank=0, world_size=1, worker=0, num_workers=0, consumed=5))
-        == full[5:]
-    )
-    split = [
-        P.plan_slices(sizes, rank=0, world_size=1, worker=k, num_workers=3, consumed=5)
-        for k in range(3)
-    ]
-    assert [s for w in split for s in expand(w)] == full[5:]
+def piece_samples(sizes, world, rank, piece, pieces, skip, **kw) -> list[tuple[int, int]]:
+    return expand(plan_slices(sizes, rank=rank, world_size=world, worker=piece,
+                              num_workers=pieces, consumed=skip, **kw))
 
 
 def test_bad_resume_state_is_an_integrity_error():
-    with pytest.raises(IntegrityError):
-        P.remaining_ranges(10, 2, 1, [6, 0])
-    with pytest.raises(IntegrityError):
-        P.remaining_ranges(10, 2, 1, [1, 1, 1])
+    layout = P.epoch_layout([4, 6])
+    with pytest.raises(IntegrityError, match="piece 0 consumed 6 samples but it holds 5"):
+        P.plan_piece(layout, rank=0, world_size=1, piece=0, num_pieces=2, skip=6)
     with pytest.raises(IntegrityError):
         P.consumed_per_worker_from_batches(10, [2, 3])
 
@@ -291,15 +255,15 @@ def test_batches_and_samples_helpers():
     assert P.batches_per_worker([10, 8, 0], 4) == [3, 2, 0]
     assert P.batches_per_worker([10, 8, 0], 4, drop_incomplete=True) == [2, 2, 0]
     # batches: w0, w1, w2(empty: skipped), w0, w1, w0 ...
-    assert P.consumed_samples_from_batches(4, [10, 8, 0], 4) == [8, 8, 0]
-    assert P.consumed_samples_from_batches(5, [10, 8, 0], 4) == [10, 8, 0]
+    assert P.consumed_per_worker_from_batches(4, [3, 2, 0]) == [2, 2, 0]
+    assert P.consumed_per_worker_from_batches(5, [3, 2, 0]) == [3, 2, 0]
 
 
 # --------------------------------------------------------------------------------------------
 # Window shuffle
 
 
-def read_with_windows(plan: P.WorkerPlan, window: int) -> list[tuple[int, int]]:
+def read_with_windows(plan: P.PiecePlan, window: int) -> list[tuple[int, int]]:
     """What a reader with an in-buffer window shuffle delivers for a worker plan."""
     out = []
     for w in plan.windows(window):
@@ -315,19 +279,17 @@ def read_with_windows(plan: P.WorkerPlan, window: int) -> list[tuple[int, int]]:
 def test_window_shuffle_resumes_exactly(sizes, world, workers, window, data):
     layout = P.epoch_layout(sizes, seed=3, epoch=1, shuffle="rowgroup")
     rank = data.draw(st.integers(0, world - 1))
-    kw = {"rank": rank, "world_size": world, "num_workers": workers}
+    kw = {"rank": rank, "world_size": world, "num_pieces": workers}
     full = [
-        read_with_windows(P.plan_worker(layout, worker=k, **kw), window)
+        read_with_windows(P.plan_piece(layout, piece=k, **kw), window)
         for k in range(max(workers, 1))
     ]
     consumed = [data.draw(st.integers(0, len(f))) for f in full]
     for k, f in enumerate(full):
-        plan = P.plan_worker(layout, worker=k, consumed=consumed, **kw)
+        plan = P.plan_piece(layout, piece=k, skip=consumed[k], **kw)
         assert read_with_windows(plan, window) == f[consumed[k] :]
-        assert (
-            expand(plan.slices)
-            == expand(P.plan_worker(layout, worker=k, **kw).slices)[consumed[k] :]
-        )
+        assert expand(plan.rest()) == expand(P.plan_piece(layout, piece=k, **kw).rest())[
+            consumed[k] :]
 
 
 def test_window_permutation_is_deterministic():
@@ -391,8 +353,8 @@ def test_one_rank_plan_at_a_million_row_groups():
     layout = P.epoch_layout(sizes, seed=1, epoch=0, shuffle="rowgroup")
     n = P.samples_per_rank(layout.total, 1024, False)
     expected = [b - a for a, b in P.worker_pieces(n, 8)]
-    plan = P.plan_worker(layout, rank=517, world_size=1024, worker=5, num_workers=8)
-    assert sum(s.rows for s in plan.slices) == expected[5]
+    plan = P.plan_piece(layout, rank=517, world_size=1024, piece=5, num_pieces=8)
+    assert sum(s.rows for s in plan.rest()) == expected[5]
     summary = P.summarize_plan(sizes, 1024, 8, 1, 0, "rowgroup", False)
     assert summary["samples_per_rank"] == n
 

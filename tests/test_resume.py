@@ -40,7 +40,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 
 def _loader(data_dir: str, case: dict[str, Any], workers: int) -> tuple[Any, Any]:
-    from pygestor.loaders.torch import PygestorDataLoader, PygestorDataset
+    from pygestor import PygestorDataLoader, PygestorDataset
 
     ds = PygestorDataset("toy/train", manager=make_manager(data_dir), columns=["id", "x"],
                          batch_size=case["batch_size"], shuffle=True, seed=21,

@@ -1,8 +1,9 @@
 """``pygestor plan``: a dry run of one epoch's data-loading plan from the real catalog.
 
-Like MosaicML's simulator, but from the recorded row-group sizes: samples, row groups and bytes
-per rank (min/median/max), what is dropped or padded, and the skew. Nothing is read but the
-dataset's record.
+Like MosaicML's simulator, but from the recorded row-group sizes of the reference's
+:class:`~pygestor.selection.Selection`: samples, row groups and bytes per rank
+(min/median/max), what is dropped or padded, and the skew. Nothing is read but the dataset's
+record.
 """
 
 from __future__ import annotations
@@ -15,19 +16,6 @@ from pygestor.loaders import plan
 
 if TYPE_CHECKING:
     from pygestor.manager import Manager
-
-
-def row_group_table(manager: Manager, ref: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and (estimated) bytes of every row group of the downloaded partitions of ``ref``."""
-    _, parts = manager.downloaded_partitions(ref)
-    rows: list[int] = []
-    sizes: list[float] = []
-    for _, part in parts:
-        groups = part.row_groups or []
-        total = max(sum(groups), 1)
-        rows.extend(groups)
-        sizes.extend((part.size or 0) * g / total for g in groups)
-    return np.asarray(rows, dtype=np.int64), np.asarray(sizes, dtype=np.float64)
 
 
 def bytes_per_rank(rows: np.ndarray, sizes: np.ndarray, world_size: int, *, seed: int,
@@ -64,7 +52,8 @@ def plan_report(manager: Manager, ref: str, *, world_size: int, num_workers: int
 
     if world_size < 1 or num_workers < 0:
         raise ConfigError("--world-size must be >= 1 and --workers >= 0")
-    rows, sizes = row_group_table(manager, ref)
+    selection = manager.select(ref)
+    rows, sizes = selection.row_group_sizes, selection.row_group_bytes()
     name = "rowgroup" if shuffle else "none"
     summary = plan.summarize_plan(rows, world_size, num_workers, seed=seed, epoch=epoch,
                                   shuffle=name, drop_last=drop_last)

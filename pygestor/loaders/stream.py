@@ -1,8 +1,10 @@
-"""Reading row groups of downloaded partitions, from local disk or straight from object stores.
+"""Read stage: row groups of downloaded partitions, from local disk or straight from object stores.
 
-The unit of work is one row group of one partition. :class:`Source` is the picklable description
-of what to read, taken from the catalog once (paths, sizes, row-group row counts, footer ranges,
-checksums); :class:`RowGroupReader` reads row groups in one process:
+The unit of work is one row group of one partition of a :class:`~pygestor.selection.Selection`.
+:class:`RowGroupReader` is the one reader of partition files in Pygestor (``load``,
+``load_table``, ``sample``, ``schema``, ``iter_batches`` and ``PygestorDataset`` all read
+through it). It verifies every footer against the sha256 recorded at download, its row groups
+against the record, every page checksum and each row group's row count:
 
 - local roots: pyarrow's own file reader (no fsspec in the hot path);
 - remote roots (S3, GCS, ...): the footer is fetched with one ranged request at the range the
@@ -10,10 +12,10 @@ checksums); :class:`RowGroupReader` reads row groups in one process:
   needed column chunks are fetched (adjacent chunks merged, large ones split) with
   ``fs.cat_ranges``, which object-store filesystems run concurrently; pyarrow decodes them from
   memory. Every fetch is retried with back-off (``settings.retries``, ``settings.retry_backoff``);
+  bytes that fail a check are fetched once more before the partition is declared damaged;
 - with ``settings.cache_dir`` set and a remote root, whole partitions are copied into a local
   :class:`~pygestor.loaders.cache.PartitionCache` on first use and read from there afterwards.
 
-:func:`prefetch` runs reads in background threads a bounded number of row groups ahead, in order.
 Filesystem objects are made per process (``Storage.fs`` checks the pid), so forked DataLoader
 workers never share a client with their parent.
 """
@@ -21,226 +23,82 @@ workers never share a client with their parent.
 from __future__ import annotations
 
 import bisect
-import hashlib
-import json
 import logging
 import os
 import threading
-import warnings
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from pygestor.backends.retry import TransientError, call_with_retries
-from pygestor.backends.storage import Storage
-from pygestor.catalog import Dataset
-from pygestor.config import Settings
-from pygestor.errors import (
-    ConfigError,
-    IntegrityError,
-    NotDownloadedError,
-    PartialDataWarning,
-    SourceError,
-    short_text,
-)
+from pygestor.errors import ConfigError, IntegrityError, short_text
 
 if TYPE_CHECKING:
-    from pygestor.loaders.cache import PartitionCache
-    from pygestor.manager import Manager
+    from pygestor.selection import Selection
 
 log = logging.getLogger("pygestor.loaders")
 T = TypeVar("T")
-R = TypeVar("R")
+Filters = Any  # list of (column, op, value) tuples, a list of such lists (OR), or an Expression
 
 MERGE_GAP = 1 << 20
 """Column chunks closer than this many bytes are fetched with one request."""
 SPLIT_ABOVE = 16 << 20
 """Ranges larger than this are fetched as several concurrent requests of ``SPLIT_SIZE``."""
 SPLIT_SIZE = 8 << 20
-PREFETCH_BYTES = 96 << 20
-"""Target compressed bytes in flight when prefetching from a remote root."""
 TAIL_GUESS = 64 << 10
 SPECULATE_MAX = 64 << 20
 """Largest first-row-group guess fetched together with a footer."""
 
 
 # ============================================================================================
-# What to read
+# Arguments checked against the schema
 
 
-@dataclass(frozen=True)
-class PartitionRef:
-    """One downloaded partition as the catalog recorded it."""
-
-    name: str  # "<subset>/<partition>", for messages
-    path: str  # filesystem path in the storage root
-    size: int
-    row_groups: tuple[int, ...]
-    footer: tuple[int, int] | None
-    checksum: str | None
-    footer_checksum: str | None = None
-
-
-class Source:
-    """The downloaded partitions a reference covers, and how to reach their storage.
-
-    Picklable (settings and catalog facts only); the filesystem is made lazily in each process.
-    Global row group ``g`` is row group ``rg_index[g]`` of partition ``rg_partition[g]``.
-    """
-
-    def __init__(self, settings: Settings, ref: str, dataset: str,
-                 partitions: Sequence[PartitionRef], is_local: bool,
-                 schema: pa.Schema | None = None) -> None:
-        self.settings = settings
-        self.ref = ref
-        self.dataset = dataset
-        self.partitions = tuple(partitions)
-        self.is_local = is_local
-        #: the schema every row group is conformed to (several subsets read with
-        #: ``schema="union"``); None: as stored
-        self.schema = schema
-        counts = [len(p.row_groups) for p in self.partitions]
-        self.rg_partition = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-        self.rg_index = np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) \
-            if counts else np.zeros(0, dtype=np.int64)
-        self.sizes = np.asarray([n for p in self.partitions for n in p.row_groups], dtype=np.int64)
-        self._storage: Storage | None = None
-
-    # ------------------------------------------------------------------ building
-    @classmethod
-    def open(cls, manager: Manager, ref: str, schema: str | None = None) -> Source:
-        """Read the catalog once: the downloaded partitions of ``ref`` in catalog order.
-
-        Args:
-            manager: the storage root and catalog.
-            ref: a dataset, subset or partition reference.
-            schema: how subsets with different columns are read together: refused (None or
-                ``"strict"``, the error names them) or ``"union"`` (missing columns are nulls,
-                types widened where lossless).
-
-        Reading a reference of which only some partitions are downloaded follows the
-        ``partial_reads`` setting: a warning (once per process and reference), an error, or
-        nothing.
-        """
-        from pygestor.schemas import check_mode
-
-        mode = check_mode(schema)
-        record, selected = manager._select(ref)
-        ready = [(s, p) for s, p in selected if p.downloaded]
-        if not ready:
-            raise NotDownloadedError(f"nothing of {ref!r} is downloaded yet ({len(selected)} "
-                                     f"partitions registered); run 'pygestor download {ref}'")
-        _check_partial(manager.settings, ref, len(ready), len(selected))
-        parts = []
-        for subset, part in ready:
-            if part.size is None or part.row_groups is None:
-                raise IntegrityError(f"the record of {record.name}/{subset.name}/{part.name} "
-                                     "lacks its size or row groups; run 'pygestor verify "
-                                     f"{record.name} --repair'")
-            parts.append(PartitionRef(
-                name=f"{record.name}/{subset.name}/{part.name}",
-                path=manager.partition_path(record.name, subset.name, part.name),
-                size=int(part.size), row_groups=tuple(int(n) for n in part.row_groups),
-                footer=tuple(part.footer) if part.footer else None,  # type: ignore[arg-type]
-                checksum=part.checksum, footer_checksum=part.footer_checksum))
-        subsets = list(dict.fromkeys(s.name for s, _ in ready))
-        unified = _subsets_schema(record, subsets, mode)
-        source = cls(manager.settings, ref, record.name, parts, manager.storage.is_local,
-                     schema=unified)
-        source._storage = manager.storage
-        return source
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_storage"] = None
-        return state
-
-    # ------------------------------------------------------------------ views
-    @property
-    def storage(self) -> Storage:
-        if self._storage is None:
-            factory = getattr(Storage, "for_settings", None)  # with time-outs and retries
-            self._storage = factory(self.settings) if factory is not None else \
-                Storage(self.settings.data_dir, self.settings.storage_options)
-        return self._storage
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.sizes.sum())
-
-    def url(self, p: int) -> str:
-        return self.storage.url_of(self.partitions[p].path)
-
-    def locate(self, g: int) -> tuple[int, int]:
-        """(partition, row group inside it) of global row group ``g``."""
-        return int(self.rg_partition[g]), int(self.rg_index[g])
-
-    def digest(self) -> str:
-        """A digest of the partitions' identities (names, sizes, checksums, row groups)."""
-        h = hashlib.blake2b(digest_size=16, person=b"pygestor-data")
-        for p in self.partitions:
-            h.update(json.dumps([p.name, p.size, p.checksum, list(p.row_groups)]).encode())
-        return h.hexdigest()
-
-    def average_row_group_bytes(self) -> float:
-        groups = sum(len(p.row_groups) for p in self.partitions)
-        return sum(p.size for p in self.partitions) / max(groups, 1)
-
-    def cache(self) -> PartitionCache | None:
-        """The partition cache to use, or None (no cache_dir, or a local root)."""
-        if self.is_local or not self.settings.cache_dir:
-            return None
-        from pygestor.loaders.cache import PartitionCache
-
-        return PartitionCache(self.settings.cache_dir, self.settings.cache_max_bytes)
-
-
-_PARTIAL_WARNED: set[tuple[str, str, int, int]] = set()
-
-
-def _check_partial(settings: Settings, ref: str, ready: int, total: int) -> None:
-    """Say once that a read covers only the downloaded partitions (``partial_reads``)."""
-    if ready == total or settings.partial_reads == "allow":
-        return
-    message = (f"{ref!r}: reading {ready} of {total} partitions; the other {total - ready} are "
-               f"not downloaded ('pygestor download {ref}' fetches them)")
-    if settings.partial_reads == "error":
-        raise NotDownloadedError(f"{message}. This job asks for complete data "
-                                 "(partial_reads = 'error')")
-    key = (settings.data_dir, ref, ready, total)
-    if key not in _PARTIAL_WARNED:
-        _PARTIAL_WARNED.add(key)
-        warnings.warn(message, PartialDataWarning, stacklevel=4)
-
-
-def _subsets_schema(record: Dataset, subsets: list[str], mode: str) -> pa.Schema | None:
-    """None when the subsets read share their columns; their union with ``mode="union"``;
-    an error naming them otherwise."""
-    if len(subsets) < 2:
+def to_expression(filters: Filters, schema: pa.Schema) -> pads.Expression | None:
+    """Validate ``filters`` against ``schema`` and turn them into a pyarrow expression."""
+    if filters is None:
         return None
-    from pygestor.pipelines.formats import schema_from_text
-    from pygestor.schemas import reconcile
-
-    known = [(name, record.subsets[name].schema) for name in subsets]
-    if any(text is None for _, text in known):
-        return None  # schemas unknown (older records): read as stored
-    schemas = [(name, schema_from_text(text)) for name, text in known]  # type: ignore[arg-type]
-    if all(s.equals(schemas[0][1]) for _, s in schemas[1:]):
-        return None
+    if isinstance(filters, pads.Expression):
+        return filters
+    if not isinstance(filters, (list, tuple)) or not filters:
+        raise ConfigError(f"filters must be a non-empty list of (column, op, value) tuples, got "
+                          f"{filters!r}")
+    groups = filters if isinstance(filters[0], (list,)) and filters[0] and \
+        isinstance(filters[0][0], (list, tuple)) else [filters]
+    for group in groups:
+        for item in group:
+            if not isinstance(item, (list, tuple)) or len(item) != 3:
+                raise ConfigError(f"bad filter {item!r}: expected (column, op, value), e.g. "
+                                  "('label', '<', 5)")
+            column, op, _ = item
+            if column not in schema.names:
+                raise ConfigError(f"filter on unknown column {column!r}; columns: "
+                                  f"{', '.join(schema.names)}")
+            if op not in ("=", "==", "!=", "<", ">", "<=", ">=", "in", "not in"):
+                raise ConfigError(f"bad filter operator {op!r} in {item!r}; use one of = == != "
+                                  "< > <= >= in, not in")
     try:
-        unified = reconcile(schemas, mode, what="subset", fix=f"read one subset of "
-                            f"{record.name!r} at a time")
-    except SourceError as exc:
-        raise ConfigError(f"{record.name!r} covers subsets with different columns: {exc}") \
-            from None
-    return unified
+        return pq.filters_to_expression([list(map(tuple, g)) for g in groups])
+    except (TypeError, ValueError, pa.ArrowInvalid) as exc:
+        raise ConfigError(f"bad filters {filters!r}: {exc}") from None
+
+
+def check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str] | None:
+    """``columns`` as a list, checked against ``schema`` (None: all)."""
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        columns = [columns]
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise ConfigError(f"unknown column(s) {', '.join(map(repr, missing))}; columns: "
+                          f"{', '.join(schema.names)}")
+    return list(columns)
 
 
 # ============================================================================================
@@ -445,14 +303,14 @@ class SparseFile:
 
 
 class RowGroupReader:
-    """Reads (and optionally filters) row groups of a :class:`Source` in this process.
+    """Reads (and optionally filters) row groups of a :class:`Selection` in this process.
 
     Args:
-        source: what to read.
+        selection: what to read.
         columns: columns to return (None: all).
         filters: list filters or a pyarrow Expression (already validated); rows that do not pass
             are removed, and row groups whose statistics exclude every row are not read.
-        cache: use the partition cache when the source is remote and ``cache_dir`` is set
+        cache: use the partition cache when the selection is remote and ``cache_dir`` is set
             (None: whenever ``cache_dir`` is set).
     """
 
@@ -460,15 +318,15 @@ class RowGroupReader:
     #: benchmark switches it off in a process of its own to measure what verification costs)
     verify: ClassVar[bool] = True
 
-    def __init__(self, source: Source, columns: list[str] | None = None,
+    def __init__(self, selection: Selection, columns: list[str] | None = None,
                  filters: Any = None, cache: bool | None = None) -> None:
-        self.source = source
+        self.selection = selection
         self.columns = None if columns is None else list(columns)
         self.filters = filters
         self._groups = dnf_groups(filters)
         self._expression: pads.Expression | None = None
-        self._cache = source.cache() if cache is not False else None
-        if cache is True and self._cache is None and not source.is_local:
+        self._cache = selection.cache() if cache is not False else None
+        if cache is True and self._cache is None and not selection.is_local:
             raise ConfigError("cache=True needs settings.cache_dir (a local folder for the "
                               "partition cache)")
         self._lock = threading.Lock()
@@ -509,8 +367,8 @@ class RowGroupReader:
         """The Arrow schema of the rows (the first partition's, whose first row group, when it
         will be read whole, is fetched in the same round trip as the footer; or the union of
         the subsets read with ``schema="union"``)."""
-        if self.source.schema is not None:
-            return self.source.schema
+        if self.selection.schema is not None:
+            return self.selection.schema
         if self._speculating(0, 0):
             with self._lock:
                 known = 0 in self._metadata
@@ -521,7 +379,7 @@ class RowGroupReader:
 
     def _speculating(self, p: int, i: int) -> bool:
         return i == 0 and self.columns is None and self.filters is None \
-            and not self.source.is_local and self._cache is None
+            and not self.selection.is_local and self._cache is None
 
     def _load_metadata(self, p: int, speculate: tuple[int, int] | None = None
                        ) -> pq.FileMetaData:
@@ -537,13 +395,14 @@ class RowGroupReader:
             except IntegrityError:
                 if local is not None or attempt == 1:
                     raise
-                log.warning("footer of %s failed its check; fetching it again", self.source.url(p))
+                log.warning("footer of %s failed its check; fetching it again",
+                            self.selection.url(p))
                 with self._lock:
                     self._speculated.pop(p, None)
         raise AssertionError("unreachable")
 
     def _local_footer(self, p: int, path: str) -> bytes:
-        part = self.source.partitions[p]
+        part = self.selection.partitions[p]
         try:
             with open(path, "rb") as handle:
                 if part.footer:
@@ -557,8 +416,8 @@ class RowGroupReader:
             raise self._damaged(p, f"cannot be read ({short_text(exc)})") from None
 
     def _remote_footer(self, p: int, speculate: tuple[int, int] | None) -> bytes:
-        part = self.source.partitions[p]
-        fs = self.source.storage.fs
+        part = self.selection.partitions[p]
+        fs = self.selection.storage.fs
         try:
             if part.footer and speculate is not None:
                 start, length = part.footer
@@ -583,7 +442,7 @@ class RowGroupReader:
         """Parse a footer after checking its bytes, and that it describes the recorded rows."""
         from pygestor.integrity import footer_checksum
 
-        part = self.source.partitions[p]
+        part = self.selection.partitions[p]
         if self.verify and part.footer_checksum and \
                 footer_checksum(raw) != part.footer_checksum:
             raise self._damaged(p, "its footer differs from the one recorded")
@@ -602,18 +461,18 @@ class RowGroupReader:
         return metadata
 
     def _damaged(self, p: int, what: str) -> IntegrityError:
-        part = self.source.partitions[p]
-        dataset = self.source.dataset
+        part = self.selection.partitions[p]
+        dataset = self.selection.dataset
         return IntegrityError(f"partition {part.name} is damaged: {what}; nothing of it was "
                               f"returned. Run 'pygestor verify {dataset} --repair' (the file is "
-                              f"set aside) and 'pygestor download {self.source.ref}' to fetch it "
-                              "again")
+                              f"set aside) and 'pygestor download {self.selection.ref}' to fetch "
+                              "it again")
 
     def _missing(self, p: int) -> IntegrityError:
-        part = self.source.partitions[p]
+        part = self.selection.partitions[p]
         return IntegrityError(f"partition {part.name} is recorded as downloaded but its file is "
                               f"gone (removed meanwhile?); run 'pygestor verify "
-                              f"{self.source.dataset} --repair' and read again")
+                              f"{self.selection.dataset} --repair' and read again")
 
     def _prepare(self, p: int) -> tuple[list[str] | None, dict[str, list[int]],
                                          pq.FileMetaData]:
@@ -630,7 +489,7 @@ class RowGroupReader:
             if self.columns is not None:
                 extra = [c for c in filter_columns(self.filters, schema) if c not in self.columns]
                 wanted = [*self.columns, *extra]
-            if self.source.schema is not None and wanted is not None:
+            if self.selection.schema is not None and wanted is not None:
                 wanted = [c for c in wanted if c in schema.names]  # the others become nulls
             known = (wanted, leaves)
             with self._lock:
@@ -659,7 +518,7 @@ class RowGroupReader:
         bytes that fail are fetched once more (damage in transit) before the partition is
         declared damaged."""
         local = self._local_path(p)
-        expected = self.source.partitions[p].row_groups[i]
+        expected = self.selection.partitions[p].row_groups[i]
         for attempt in (0, 1):
             try:
                 if local is not None:
@@ -676,28 +535,26 @@ class RowGroupReader:
                 what = f"row group {i} cannot be read ({short_text(exc)})"
             if local is not None or attempt == 1:
                 raise self._damaged(p, what)
-            log.warning("%s: %s; fetching it again", self.source.url(p), what)
+            log.warning("%s: %s; fetching it again", self.selection.url(p), what)
         raise AssertionError("unreachable")
 
     def count(self, p: int, i: int) -> int:
         """How many rows of row group ``i`` of partition ``p`` pass the filters."""
         if self.filters is None:
-            return self.source.partitions[p].row_groups[i]
+            return self.selection.partitions[p].row_groups[i]
         return self.read(p, i).num_rows
 
     def _finish(self, table: pa.Table) -> pa.Table:
-        if self.source.schema is not None:
+        if self.selection.schema is not None:
             from pygestor.pipelines.formats import conform
 
-            union = self.source.schema
+            union = self.selection.schema
             if self.columns is not None:
                 keep = set(self.columns) | set(filter_columns(self.filters, union))
                 union = pa.schema([f for f in union if f.name in keep])
             table = conform(table, union, fill_missing=True)
         if self.filters is not None:
             if self._expression is None:
-                from pygestor.loaders.arrow import to_expression
-
                 self._expression = to_expression(self.filters, table.schema)
             try:
                 table = table.filter(self._expression)
@@ -709,7 +566,7 @@ class RowGroupReader:
         return table
 
     def _empty(self, metadata: pq.FileMetaData, columns: list[str] | None) -> pa.Table:
-        schema = self.source.schema or metadata.schema.to_arrow_schema()
+        schema = self.selection.schema or metadata.schema.to_arrow_schema()
         if columns is not None:
             schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
         table = schema.empty_table()
@@ -718,7 +575,7 @@ class RowGroupReader:
     def _first_group_guess(self, p: int) -> tuple[int, int] | None:
         """The bytes the first row group probably spans (data is written in row-group order at
         about the same bytes per row), or None if unknown or large."""
-        part = self.source.partitions[p]
+        part = self.selection.partitions[p]
         if not part.footer or not part.row_groups or not sum(part.row_groups):
             return None
         data = part.footer[0] - 4
@@ -728,7 +585,7 @@ class RowGroupReader:
 
     def _read_remote(self, p: int, i: int, columns: list[str] | None,
                      leaf_map_: dict[str, list[int]], metadata: pq.FileMetaData) -> pa.Table:
-        part = self.source.partitions[p]
+        part = self.selection.partitions[p]
         row_group = metadata.row_group(i)
         if leaf_map_ and columns is not None:
             leaves = [leaf for c in columns for leaf in leaf_map_[c]]
@@ -745,7 +602,7 @@ class RowGroupReader:
             parts += [(a, view[a - start:b - start]) for a, b in covered]
             wanted = [r for r in wanted if r not in covered]
         ranges = split_ranges(wanted)
-        fs = self.source.storage.fs
+        fs = self.selection.storage.fs
         if ranges:
             # checked inside the retried call: cat_ranges returns failed ranges as exceptions
             parts += self._fetch(lambda: _join_adjacent(ranges, fs.cat_ranges(
@@ -757,27 +614,27 @@ class RowGroupReader:
                                ).read_row_group(i, columns=columns, use_threads=True)
         if sparse.misses:
             log.debug("%s row group %d: %d reads outside the planned ranges",
-                      self.source.url(p), i, sparse.misses)
+                      self.selection.url(p), i, sparse.misses)
         return table
 
     def _fetch(self, fn: Callable[[], T], p: int, what: str, requests: int = 1) -> T:
-        settings = self.source.settings
+        settings = self.selection.settings
         self.requests += requests
         return call_with_retries(fn, attempts=settings.retries, backoff=settings.retry_backoff,
-                                 what=f"reading {what} of {self.source.url(p)}")
+                                 what=f"reading {what} of {self.selection.url(p)}")
 
     # ------------------------------------------------------------------ local files and cache
     def _local_path(self, p: int) -> str | None:
-        part = self.source.partitions[p]
-        if self.source.is_local:
+        part = self.selection.partitions[p]
+        if self.selection.is_local:
             return part.path
         if self._cache is None:
             return None
-        fs = self.source.storage.fs
+        fs = self.selection.storage.fs
         return self._cache.get(part.checksum or f"{part.path}:{part.size}", part.size,
                                lambda tmp: self._fetch(lambda: fs.get_file(part.path, tmp),
                                                        p, "partition"),
-                               what=self.source.url(p), checksum=part.checksum)
+                               what=self.selection.url(p), checksum=part.checksum)
 
     def _local_file(self, p: int, path: str, metadata: pq.FileMetaData) -> pq.ParquetFile:
         """The open reader of a local partition for this thread (pyarrow's reader is not shared
@@ -825,94 +682,3 @@ def _join_adjacent(ranges: Sequence[tuple[int, int]], blobs: Sequence[bytes]
     if pending:
         out.append((start, pending[0] if len(pending) == 1 else b"".join(pending)))
     return out
-
-
-# ============================================================================================
-# Prefetching
-
-
-def default_depth(source: Source) -> int:
-    """Row groups to read ahead: 2 on local disk; remote: enough to keep about
-    :data:`PREFETCH_BYTES` in flight (2 to 16)."""
-    if source.is_local:
-        return 2
-    per_group = max(source.average_row_group_bytes(), 1.0)
-    return int(min(16, max(2, PREFETCH_BYTES // per_group)))
-
-
-def prefetch(fn: Callable[[T], R], items: Iterable[T], depth: int,
-             threads: int | None = None, start: int | None = None) -> Iterator[R]:
-    """``map(fn, items)`` in order, running up to ``depth`` calls ahead in background threads.
-
-    The window opens gradually: ``start`` calls at first (default 1 for deep windows), one more
-    each time a result is taken, so the first result does not compete with ``depth`` others
-    for the network. Memory is bounded by ``depth`` results. Closing the iterator early cancels
-    what has not started and waits for what has.
-    """
-    if depth <= 0:
-        for item in items:
-            yield fn(item)
-        return
-    iterator = iter(items)
-    pool = ThreadPoolExecutor(max_workers=threads or depth, thread_name_prefix="pygestor-read")
-    pending: deque[Future[R]] = deque()
-    window = min(depth, start if start is not None else (1 if depth > 2 else depth))
-
-    def fill() -> None:
-        for item in iterator:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= window:
-                break
-
-    try:
-        fill()
-        while pending:
-            head = pending.popleft()
-            result = head.result()
-            window = min(depth, window + 1)
-            fill()
-            yield result
-    finally:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-# ============================================================================================
-# Batching
-
-
-def rebatch(tables: Iterable[pa.Table], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Cut a stream of tables into record batches of exactly ``batch_size`` rows (the last one
-    may be shorter). Slices are zero-copy; a batch that spans two tables is combined."""
-    carry: pa.Table | None = None
-    for table in tables:
-        if table.num_rows == 0:
-            continue
-        if carry is not None:
-            table = pa.concat_tables([carry, table])
-            carry = None
-        offset, rows = 0, table.num_rows
-        while rows - offset >= batch_size:
-            yield to_batch(table.slice(offset, batch_size))
-            offset += batch_size
-        if offset < rows:
-            carry = table.slice(offset)
-    if carry is not None and carry.num_rows:
-        yield to_batch(carry)
-
-
-def to_batch(table: pa.Table) -> pa.RecordBatch:
-    """One record batch holding all of ``table`` (zero-copy when every column is one chunk)."""
-    if all(column.num_chunks == 1 for column in table.columns):
-        return pa.RecordBatch.from_arrays([column.chunk(0) for column in table.columns],
-                                          schema=table.schema)
-    combined = table.combine_chunks()
-    batches = combined.to_batches()
-    if len(batches) == 1:
-        return batches[0]
-    if not batches:
-        return pa.RecordBatch.from_pylist([], schema=table.schema)
-    return pa.RecordBatch.from_arrays([column.chunk(0) if column.num_chunks == 1
-                                       else pa.concat_arrays(column.chunks)
-                                       for column in combined.columns], schema=table.schema)
