@@ -281,6 +281,44 @@ def case_s3_fsspec_parquet(ctx: dict[str, Any]) -> Run:
     return run
 
 
+def case_s3_open_parquet_file(ctx: dict[str, Any]) -> Run:
+    """iter_batches with every row group fetched by ``fsspec.parquet.open_parquet_file``
+    (the library's footer sampling and column-chunk ranges) instead of the reader's own
+    ranged reads at the catalog's footer range; still verified (the footer against its
+    recorded checksum, page CRCs, row counts)."""
+    import fsspec.parquet
+    import pyarrow.parquet as pq
+
+    from pygestor.loaders.stream import RowGroupReader
+
+    def read_remote(self: Any, p: int, i: int, columns: Any, leaves: Any, metadata: Any) -> Any:
+        part = self.selection.partitions[p]
+        fs = self.selection.storage.fs
+        self.requests += 3  # size, footer sample, column chunks
+        handle = self._fetch(lambda: fsspec.parquet.open_parquet_file(
+            part.path, fs=fs, columns=columns, row_groups=[i], engine="pyarrow",
+            footer_sample_size=(part.footer[1] + 8) if part.footer else 1 << 20),
+            p, f"row group {i}")
+        return pq.ParquetFile(handle, metadata=metadata, page_checksum_verification=True
+                              ).read_row_group(i, columns=columns, use_threads=True)
+
+    RowGroupReader._read_remote = read_remote  # type: ignore[method-assign]
+    return case_pygestor(ctx)
+
+
+def case_filter(ctx: dict[str, Any], expression: bool = False) -> Run:
+    """iter_batches keeping ids below 5% of the rows (statistics prune the other row groups)."""
+    import pyarrow.dataset as pads
+
+    pygestor = _pygestor(ctx)
+    limit = ctx.get("rows", 1_000_000) // 20
+    filters: Any = (pads.field("id") < limit) if expression else [("id", "<", limit)]
+    run = Run()
+    for item in pygestor.iter_batches(ctx["ref"], batch_size=ARROW_BATCH, filters=filters):
+        run.add(item.num_rows)
+    return run
+
+
 def case_cached_second_epoch(ctx: dict[str, Any]) -> Run:
     cache = tempfile.mkdtemp(prefix="pygestor-bench-cache-")
     try:
@@ -329,11 +367,32 @@ CASES: dict[str, tuple[str, Any]] = {
     "s3_warm": ("S3: ... same, warm client [2]", case_warm),
     "s3_loader2": ("S3: PygestorDataLoader 2 workers", lambda ctx: case_loader(ctx, 2, True)),
     "s3_cached": ("S3: iter_batches, 2nd epoch from cache [2]", case_cached_second_epoch),
+    "s3_openpq": ("S3: ... via fsspec.parquet.open_parquet_file",
+                  case_s3_open_parquet_file),
+    "pyg_filter": ("iter_batches, filter id < 5% (pruned row groups)", case_filter),
+    "pyg_filter_expr": ("  ... as a pyarrow expression",
+                        lambda ctx: case_filter(ctx, expression=True)),
+
     "s3_hf_arrow": ("S3: HF streaming, arrow [1]",
                     lambda ctx: case_hf_arrow(ctx, limit=HF_ROWS)),
 }
+LOCAL_ORDER = ["raw_arrow", "pyg_arrow", "pyg_arrow_unverified", "pyg_load",
+               "pyg_load_unverified", "pyg_numpy", "pyg_filter", "pyg_filter_expr", "raw_torch",
+               "loader0", "pdl0",
+               "pdl0_unverified", "pdl0_stack", "loader2_stack", "pdl2", "pdl2_stack",
+               "hf_arrow", "hf_torch", "hf_torch_iter", "hf_torch2", "loader0_shuffle",
+               "loader0_shuffle_4x", "pyg_arrow_4x"]
+S3_ORDER = ["s3_naive", "s3_fsspec", "s3_pyg_arrow", "s3_openpq",
+            "s3_pyg_unverified", "s3_warm", "s3_loader2", "s3_cached", "s3_hf_arrow"]
 CALLS = {"s3_warm": 2, "s3_cached": 2}  # runs per measurement (requests are divided)
 SLOW = {"hf_torch", "hf_torch_iter", "hf_torch2", "loader0"}  # measured once
+
+
+def selected(name: str, only: str) -> bool:
+    """Whether case ``name`` runs with ``--only`` (the ceilings always run: ratios need them)."""
+    prefixes = [p.strip() for p in only.split(",") if p.strip()]
+    return not prefixes or name in ("raw_arrow", "s3_naive") or \
+        any(name.startswith(p) for p in prefixes)
 
 
 def peak_rss_mb() -> float:
@@ -442,6 +501,8 @@ def main() -> None:
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--repeat", type=int, default=2, help="runs per local case (best)")
     parser.add_argument("--delay", type=float, default=0.030)
+    parser.add_argument("--only", default="",
+                        help="comma-separated case name prefixes to run (default: all)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--ctx", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -466,7 +527,8 @@ def main() -> None:
                 os.link(path, four / f"c{copy}-{path.name}")  # a symlink out is not followed
         data_dir = str(work / "data")
         seconds = register(data_dir, "bench", work / "src")
-        seconds4 = register(data_dir, "bench4x", four)
+        seconds4 = register(data_dir, "bench4x", four) \
+            if any(selected(n, args.only) for n in LOCAL_ORDER if n.endswith("_4x")) else 0.0
         size = sum(p.stat().st_size for p in (work / "data" / "bench").rglob("*.parquet"))
         print(f"data: {args.rows:,} rows, {size / 1e6:.0f} MB of parquet in "
               f"{len(list((work / 'data' / 'bench').rglob('*.parquet')))} partitions "
@@ -478,17 +540,13 @@ def main() -> None:
             import pygestor
 
             pygestor.configure(data_dir=data_dir)
-            return {"data_dir": data_dir, "options": {}, "ref": ref,
+            return {"data_dir": data_dir, "options": {}, "ref": ref, "rows": args.rows,
                     "paths": pygestor.urls(ref)["urls"], "repeat": args.repeat}
 
-        ctx1, ctx4 = local_ctx("bench"), local_ctx("bench4x")
+        ctx1 = local_ctx("bench")
+        ctx4 = local_ctx("bench4x") if seconds4 else ctx1
         results: dict[str, dict[str, Any]] = {}
-        order = ["raw_arrow", "pyg_arrow", "pyg_arrow_unverified", "pyg_load",
-                 "pyg_load_unverified", "pyg_numpy", "raw_torch", "loader0", "pdl0",
-                 "pdl0_unverified",
-                 "pdl0_stack", "loader2_stack", "pdl2", "pdl2_stack", "hf_arrow", "hf_torch",
-                 "hf_torch_iter", "hf_torch2", "loader0_shuffle", "loader0_shuffle_4x",
-                 "pyg_arrow_4x"]
+        order = [name for name in LOCAL_ORDER if selected(name, args.only)]
         for name in order:
             if name.startswith("hf") and not has_hf:
                 results[name] = {"error": "datasets not installed"}
@@ -500,7 +558,7 @@ def main() -> None:
             print(f"  {name}: {fmt_rate(results[name].get('rows_per_s'))} rows/s", flush=True)
 
         s3_order: list[str] = []
-        if not args.skip_s3:
+        if not args.skip_s3 and any(selected(name, args.only) for name in S3_ORDER):
             from delayproxy import DelayProxy
 
             moto_proc, moto_port = start_moto()
@@ -516,10 +574,8 @@ def main() -> None:
             pygestor.configure(data_dir=s3_dir, storage_options=s3_options(moto_port))
             urls = pygestor.urls("bench")["urls"]
             s3ctx = {"data_dir": s3_dir, "options": s3_options(proxy.port), "ref": "bench",
-                     "paths": urls, "repeat": 1}
-            s3_order = ["s3_naive", "s3_fsspec", "s3_pyg_arrow", "s3_pyg_unverified", "s3_warm",
-                        "s3_loader2",
-                        "s3_cached", "s3_hf_arrow"]
+                     "paths": urls, "repeat": 1, "rows": args.rows}
+            s3_order = [name for name in S3_ORDER if selected(name, args.only)]
             for name in s3_order:
                 if name.startswith("s3_hf") and not has_hf:
                     results[name] = {"error": "datasets not installed"}

@@ -9,12 +9,15 @@ against the record, every page checksum and each row group's row count:
 - local roots: pyarrow's own file reader (no fsspec in the hot path);
 - remote roots (S3, GCS, ...): the footer is fetched with one ranged request at the range the
   catalog recorded (no HEAD, no listing), then for each row group only the byte ranges of the
-  needed column chunks are fetched (adjacent chunks merged, large ones split) with
-  ``fs.cat_ranges``, which object-store filesystems run concurrently; pyarrow decodes them from
-  memory. Every fetch is retried with back-off (``settings.retries``, ``settings.retry_backoff``);
-  bytes that fail a check are fetched once more before the partition is declared damaged;
+  needed column chunks (merged by ``fsspec.utils.merge_offset_ranges``) with ``fs.cat_ranges``,
+  which object-store filesystems run concurrently; pyarrow decodes them from fsspec's
+  ``KnownPartsOfAFile``, given the verified footer as parsed metadata. Every fetch is retried
+  with back-off (``settings.retries``, ``settings.retry_backoff``); bytes that fail a check are
+  fetched once more before the partition is declared damaged;
 - with ``settings.cache_dir`` set and a remote root, whole partitions are copied into a local
-  :class:`~pygestor.loaders.cache.PartitionCache` on first use and read from there afterwards.
+  :class:`~pygestor.loaders.cache.PartitionCache` on first use and read from there afterwards;
+- with filters, row groups whose statistics rule out every row are not read (pyarrow's own
+  pruning, ``ParquetFileFragment.subset``, over the verified footer).
 
 Filesystem objects are made per process (``Storage.fs`` checks the pid), so forked DataLoader
 workers never share a client with their parent.
@@ -22,12 +25,11 @@ workers never share a client with their parent.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -47,9 +49,6 @@ Filters = Any  # list of (column, op, value) tuples, a list of such lists (OR), 
 
 MERGE_GAP = 1 << 20
 """Column chunks closer than this many bytes are fetched with one request."""
-SPLIT_ABOVE = 16 << 20
-"""Ranges larger than this are fetched as several concurrent requests of ``SPLIT_SIZE``."""
-SPLIT_SIZE = 8 << 20
 TAIL_GUESS = 64 << 10
 SPECULATE_MAX = 64 << 20
 """Largest first-row-group guess fetched together with a footer."""
@@ -102,7 +101,7 @@ def check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str] | N
 
 
 # ============================================================================================
-# Filters: validation helpers and row-group pruning by statistics
+# Filters
 
 
 def filter_columns(filters: Any, schema: pa.Schema) -> list[str]:
@@ -127,47 +126,6 @@ def dnf_groups(filters: Any) -> list[list[tuple[str, str, Any]]] | None:
     if isinstance(filters[0], list) and filters[0] and isinstance(filters[0][0], (list, tuple)):
         return [[tuple(item) for item in group] for group in filters]  # type: ignore[misc]
     return [[tuple(item) for item in filters]]  # type: ignore[misc]
-
-
-def row_group_may_match(row_group: pq.RowGroupMetaData, leaf_of: dict[str, int],
-                        groups: list[list[tuple[str, str, Any]]] | None) -> bool:
-    """False only when min/max statistics prove no row of the row group passes the filters.
-
-    Conservative: unknown statistics, nested columns, or values that do not compare with the
-    statistics keep the row group.
-    """
-    if not groups:
-        return True
-    return any(all(_term_may_match(row_group, leaf_of, term) for term in group)
-               for group in groups)
-
-
-def _term_may_match(row_group: pq.RowGroupMetaData, leaf_of: dict[str, int],
-                    term: tuple[str, str, Any]) -> bool:
-    column, op, value = term
-    leaf = leaf_of.get(column)
-    if leaf is None:
-        return True
-    try:
-        stats = row_group.column(leaf).statistics
-        if stats is None or not stats.has_min_max:
-            return True
-        low, high = stats.min, stats.max
-        if op in ("=", "=="):
-            return bool(low <= value <= high)
-        if op == "<":
-            return bool(low < value)
-        if op == "<=":
-            return bool(low <= value)
-        if op == ">":
-            return bool(high > value)
-        if op == ">=":
-            return bool(high >= value)
-        if op == "in":
-            return any(low <= v <= high for v in value)
-    except Exception:  # noqa: BLE001 - incomparable values: keep the row group
-        return True
-    return True
 
 
 # ============================================================================================
@@ -209,95 +167,6 @@ def chunk_range(column: pq.ColumnChunkMetaData) -> tuple[int, int]:
     return start, start + column.total_compressed_size
 
 
-def merge_ranges(ranges: Iterable[tuple[int, int]], gap: int = MERGE_GAP
-                 ) -> list[tuple[int, int]]:
-    """Sort ranges and merge those closer than ``gap`` bytes."""
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1] + gap:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
-
-
-def split_ranges(ranges: Iterable[tuple[int, int]], above: int = SPLIT_ABOVE,
-                 size: int = SPLIT_SIZE) -> list[tuple[int, int]]:
-    """Cut ranges longer than ``above`` into pieces of ``size`` (fetched concurrently)."""
-    out: list[tuple[int, int]] = []
-    for start, end in ranges:
-        if end - start <= above:
-            out.append((start, end))
-            continue
-        for piece in range(start, end, size):
-            out.append((piece, min(end, piece + size)))
-    return out
-
-
-class SparseFile:
-    """A read-only file over known byte ranges of a remote file (what pyarrow needs to decode
-    some column chunks). A read outside the known ranges is fetched on demand (``fallback``)."""
-
-    def __init__(self, parts: Sequence[tuple[int, Any]], size: int,
-                 fallback: Callable[[int, int], bytes]) -> None:
-        self._parts = sorted(parts, key=lambda part: part[0])
-        self._starts = [start for start, _ in self._parts]
-        self._size = size
-        self._fallback = fallback
-        self._pos = 0
-        self.closed = False
-        self.misses = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return False
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence == 0:
-            self._pos = offset
-        elif whence == 1:
-            self._pos += offset
-        else:
-            self._pos = self._size + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def size(self) -> int:
-        return self._size
-
-    def read(self, n: int = -1) -> Any:
-        if n is None or n < 0:
-            n = self._size - self._pos
-        n = max(0, min(n, self._size - self._pos))
-        index = bisect.bisect_right(self._starts, self._pos) - 1
-        if index >= 0:
-            start, data = self._parts[index]
-            if self._pos + n <= start + len(data):
-                offset = self._pos - start
-                self._pos += n
-                return memoryview(data)[offset:offset + n]
-        self.misses += 1
-        data = self._fallback(self._pos, self._pos + n)
-        self._pos += len(data)
-        return data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def __enter__(self) -> SparseFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 # ============================================================================================
 # Reading
 
@@ -323,7 +192,6 @@ class RowGroupReader:
         self.selection = selection
         self.columns = None if columns is None else list(columns)
         self.filters = filters
-        self._groups = dnf_groups(filters)
         self._expression: pads.Expression | None = None
         self._cache = selection.cache() if cache is not False else None
         if cache is True and self._cache is None and not selection.is_local:
@@ -333,6 +201,7 @@ class RowGroupReader:
         self._metadata: OrderedDict[int, Future[pq.FileMetaData]] = OrderedDict()
         self._local_files: dict[tuple[int, int], tuple[int, pq.ParquetFile]] = {}
         self._layout: dict[int, tuple[list[str] | None, dict[str, list[int]]]] = {}
+        self._matching: dict[int, frozenset[int]] = {}
         self._speculated: dict[int, tuple[int, bytes]] = {}
         self.requests = 0  # remote requests made (footer and data), for benchmarks
 
@@ -422,10 +291,10 @@ class RowGroupReader:
             if part.footer and speculate is not None:
                 start, length = part.footer
                 ranges = [(start, start + length), speculate]
-                raw, blob = self._fetch(lambda: [data for _, data in _join_adjacent(
-                    ranges, fs.cat_ranges([part.path] * 2, [a for a, _ in ranges],
-                                          [b for _, b in ranges]))],
+                got = self._fetch(lambda: _checked(ranges, fs.cat_ranges(
+                    [part.path] * 2, [a for a, _ in ranges], [b for _, b in ranges])),
                     p, "footer and first row group", requests=2)
+                raw, blob = got[ranges[0]], got[ranges[1]]
                 with self._lock:
                     self._speculated[p] = (speculate[0], blob)
                 return raw
@@ -505,12 +374,35 @@ class RowGroupReader:
             if not known:
                 self.metadata(p, speculate=self._first_group_guess(p))
         columns, leaves, metadata = self._prepare(p)
-        row_group = metadata.row_group(i)
-        if self._groups is not None:
-            leaf_first = {name: idx[0] for name, idx in leaves.items() if len(idx) == 1}
-            if not row_group_may_match(row_group, leaf_first, self._groups):
-                return self._empty(metadata, columns)
+        if self.filters is not None and i not in self.may_match(p):
+            return self._empty(metadata, columns)
         return self._finish(self._read_verified(p, i, columns, leaves, metadata))
+
+    def may_match(self, p: int) -> frozenset[int]:
+        """Row groups of partition ``p`` whose statistics do not rule out every row passing the
+        filters (pyarrow's own pruning: ``ParquetFileFragment.subset``, over the verified
+        footer). All of them without filters, or when the statistics cannot tell."""
+        with self._lock:
+            known = self._matching.get(p)
+        if known is not None:
+            return known
+        metadata = self.metadata(p)
+        everything = frozenset(range(metadata.num_row_groups))
+        expression = None if self.filters is None else to_expression(
+            self.filters, self.selection.schema or metadata.schema.to_arrow_schema())
+        if expression is None:
+            return everything
+        sink = pa.BufferOutputStream()
+        metadata.write_metadata_file(sink)  # a parquet file holding only this footer
+        fragment = pads.ParquetFileFormat().make_fragment(pa.BufferReader(sink.getvalue()))
+        try:
+            found = frozenset(rg.id for rg in fragment.subset(
+                filter=expression, schema=self.selection.schema).row_groups)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            found = everything  # the statistics cannot tell: read and filter every row
+        with self._lock:
+            self._matching[p] = found
+        return found
 
     def _read_verified(self, p: int, i: int, columns: list[str] | None,
                        leaves: dict[str, list[int]], metadata: pq.FileMetaData) -> pa.Table:
@@ -584,38 +476,43 @@ class RowGroupReader:
         return (4, end) if end - 4 <= SPECULATE_MAX else None
 
     def _read_remote(self, p: int, i: int, columns: list[str] | None,
-                     leaf_map_: dict[str, list[int]], metadata: pq.FileMetaData) -> pa.Table:
+                        leaf_map_: dict[str, list[int]], metadata: pq.FileMetaData) -> pa.Table:
+        """The column chunks of row group ``i``, merged with ``fsspec.utils.merge_offset_ranges``
+        and handed to pyarrow as a file of known parts (``fsspec.caching.KnownPartsOfAFile``);
+        the verified footer is given to pyarrow as parsed metadata, so it is never read again.
+        """
+        from fsspec.spec import AbstractBufferedFile
+        from fsspec.utils import merge_offset_ranges
+
         part = self.selection.partitions[p]
         row_group = metadata.row_group(i)
-        if leaf_map_ and columns is not None:
-            leaves = [leaf for c in columns for leaf in leaf_map_[c]]
-        else:
-            leaves = list(range(row_group.num_columns))
-        wanted = merge_ranges(chunk_range(row_group.column(j)) for j in leaves)
-        parts: list[tuple[int, bytes]] = []
+        leaves = [leaf for c in columns for leaf in leaf_map_[c]] \
+            if leaf_map_ and columns is not None else list(range(row_group.num_columns))
+        chunks = sorted(chunk_range(row_group.column(j)) for j in leaves)
+        _, starts, ends = merge_offset_ranges([part.path] * len(chunks), [a for a, _ in chunks],
+                                              [b for _, b in chunks], max_gap=MERGE_GAP,
+                                              sort=False)
+        wanted = list(zip(starts, ends, strict=True))
+        known: dict[tuple[int, int], bytes] = {}
         with self._lock:
             speculated = self._speculated.pop(p, None) if i == 0 else None
         if speculated is not None:  # fetched with the footer
             start, blob = speculated
-            covered = [(a, b) for a, b in wanted if start <= a and b <= start + len(blob)]
-            view = memoryview(blob)
-            parts += [(a, view[a - start:b - start]) for a, b in covered]
-            wanted = [r for r in wanted if r not in covered]
-        ranges = split_ranges(wanted)
-        fs = self.selection.storage.fs
-        if ranges:
+            for a, b in wanted:
+                if start <= a and b <= start + len(blob):
+                    known[(a, b)] = blob[a - start:b - start]
+            wanted = [r for r in wanted if r not in known]
+        if wanted:
+            fs = self.selection.storage.fs
             # checked inside the retried call: cat_ranges returns failed ranges as exceptions
-            parts += self._fetch(lambda: _join_adjacent(ranges, fs.cat_ranges(
-                [part.path] * len(ranges), [a for a, _ in ranges], [b for _, b in ranges])),
-                p, f"row group {i}", requests=len(ranges))
-        sparse = SparseFile(parts, part.size, fallback=lambda a, b: self._fetch(
-            lambda: fs.cat_file(part.path, start=a, end=b), p, "extra range"))
-        table = pq.ParquetFile(sparse, metadata=metadata, page_checksum_verification=self.verify
-                               ).read_row_group(i, columns=columns, use_threads=True)
-        if sparse.misses:
-            log.debug("%s row group %d: %d reads outside the planned ranges",
-                      self.selection.url(p), i, sparse.misses)
-        return table
+            known.update(self._fetch(lambda: _checked(wanted, fs.cat_ranges(
+                [part.path] * len(wanted), [a for a, _ in wanted], [b for _, b in wanted])),
+                p, f"row group {i}", requests=len(wanted)))
+        file = AbstractBufferedFile(None, part.path, mode="rb", cache_type="parts",
+                                    cache_options={"data": known, "strict": True},
+                                    size=part.size)
+        return pq.ParquetFile(file, metadata=metadata, page_checksum_verification=self.verify
+                              ).read_row_group(i, columns=columns, use_threads=True)
 
     def _fetch(self, fn: Callable[[], T], p: int, what: str, requests: int = 1) -> T:
         settings = self.selection.settings
@@ -661,24 +558,12 @@ class RowGroupReader:
             self._local_files.clear()
 
 
-def _join_adjacent(ranges: Sequence[tuple[int, int]], blobs: Sequence[bytes]
-                   ) -> list[tuple[int, bytes]]:
-    """Re-join the pieces of split ranges into contiguous blobs."""
-    out: list[tuple[int, bytes]] = []
-    pending: list[bytes] = []
-    start = end = -1
+def _checked(ranges: Sequence[tuple[int, int]], blobs: Sequence[Any]
+             ) -> dict[tuple[int, int], bytes]:
+    """``cat_ranges`` results by range; a failed or short range raises (and is retried)."""
     for (a, b), blob in zip(ranges, blobs, strict=True):
         if isinstance(blob, BaseException):
             raise blob
         if len(blob) != b - a:
             raise TransientError(f"short read: asked {b - a} bytes at {a}, got {len(blob)}")
-        if pending and a == end:
-            pending.append(blob)
-            end = b
-            continue
-        if pending:
-            out.append((start, pending[0] if len(pending) == 1 else b"".join(pending)))
-        pending, start, end = [blob], a, b
-    if pending:
-        out.append((start, pending[0] if len(pending) == 1 else b"".join(pending)))
-    return out
+    return dict(zip(ranges, blobs, strict=True))
