@@ -115,8 +115,10 @@ class Run:
 
     def result(self) -> dict[str, Any]:
         seconds = time.perf_counter() - self.started
+        steady = seconds - (self.first or 0.0)
         return {"rows": self.rows, "seconds": seconds, "rows_per_s": self.rows / seconds,
-                "first_batch": self.first}
+                "first_batch": self.first,
+                "steady_rows_per_s": self.rows / steady if steady > 0 else None}
 
 
 def _rows_of(batch: Any) -> int:
@@ -359,6 +361,7 @@ CASES: dict[str, tuple[str, Any]] = {
                         lambda ctx: case_loader(ctx, shuffle=True)),
     "loader0_shuffle_4x": ("  ... 4x data", lambda ctx: case_loader(ctx, shuffle=True)),
     "pyg_arrow_4x": ("pygestor.iter_batches arrow, 4x data", case_pygestor),
+    "pdl0_4x": ("PygestorDataLoader 0 workers, 4x data", case_loader),
     "s3_naive": ("S3: naive sequential s3fs + pyarrow", case_s3_naive),
     "s3_fsspec": ("S3: fsspec.parquet pre-caching", case_s3_fsspec_parquet),
     "s3_pyg_arrow": ("S3: pygestor.iter_batches arrow", case_pygestor),
@@ -381,7 +384,7 @@ LOCAL_ORDER = ["raw_arrow", "pyg_arrow", "pyg_arrow_unverified", "pyg_load",
                "loader0", "pdl0",
                "pdl0_unverified", "pdl0_stack", "loader2_stack", "pdl2", "pdl2_stack",
                "hf_arrow", "hf_torch", "hf_torch_iter", "hf_torch2", "loader0_shuffle",
-               "loader0_shuffle_4x", "pyg_arrow_4x"]
+               "loader0_shuffle_4x", "pdl0_4x", "pyg_arrow_4x"]
 S3_ORDER = ["s3_naive", "s3_fsspec", "s3_pyg_arrow", "s3_openpq",
             "s3_pyg_unverified", "s3_warm", "s3_loader2", "s3_cached", "s3_hf_arrow"]
 CALLS = {"s3_warm": 2, "s3_cached": 2}  # runs per measurement (requests are divided)
@@ -439,6 +442,120 @@ def child(name: str, ctx: dict[str, Any]) -> None:
     best["runs"] = runs
     print("RESULT " + json.dumps(best), flush=True)
     os._exit(0)  # some libraries' threads crash at interpreter exit; the result is out
+
+
+# ============================================================================================
+# Shuffle quality
+
+
+QUALITY_ROWS = 400_000
+QUALITY_SEEDS = (0, 1)
+
+HF_SHUFFLE = """
+import json, sys
+import datasets
+datasets.disable_progress_bars()
+paths, buffer, seed = json.loads(sys.argv[1])
+ds = datasets.load_dataset("parquet", data_files=paths, split="train", streaming=True)
+ds = ds.select_columns(["id"]).shuffle(seed=seed, buffer_size=buffer)
+print(json.dumps([row["id"] for row in ds]))
+"""
+
+MOSAIC_SHUFFLE = """
+import importlib.util, json, os, sys, types
+import numpy as np
+# Mosaic's shuffle algorithms need numpy only; load them without the package's __init__, which
+# imports torch and cloud clients.
+root = os.path.dirname(importlib.util.find_spec("streaming").origin)
+for name, path in (("streaming", root), ("streaming.base", os.path.join(root, "base"))):
+    module = types.ModuleType(name)
+    module.__path__ = [path]
+    sys.modules[name] = module
+from streaming.base.shuffle import get_shuffle
+sizes, algo, block, seed = json.loads(sys.argv[1])
+order = get_shuffle(algo, np.asarray(sizes, dtype=np.int64), 1, seed, 0, block)
+print(json.dumps(order.tolist()))
+"""
+
+
+def _other_python(python: str | None, script: str, argument: Any) -> list[int] | str:
+    """Run ``script`` with another interpreter (its own venv): the ids it prints, or why not."""
+    if not python or not Path(python).exists():
+        return "not installed"
+    proc = subprocess.run([python, "-c", script, json.dumps(argument)], capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0:
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or ["failed"]
+        return f"failed: {tail[0][:60]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _ours(data_dir: str, ref: str, workers: int = 0, **kwargs: Any) -> list[int]:
+    """Ids of one shuffled epoch of PygestorDataset (every column read, batches of 256)."""
+    from pygestor import PygestorDataLoader, PygestorDataset
+    from pygestor.config import Settings
+    from pygestor.manager import Manager
+
+    manager = Manager(Settings.load(data_dir=data_dir))
+    ids: list[int] = []
+    for seed in QUALITY_SEEDS:
+        ds = PygestorDataset(ref, batch_size=TORCH_BATCH, shuffle=True, seed=seed,
+                             format="arrow", manager=manager, **kwargs)
+        for batch in PygestorDataLoader(ds, num_workers=workers):
+            ids += batch.column("id").to_pylist()
+    return ids
+
+
+def quality(work: Path, data_dir: str, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Batch diversity of every shuffle on 400 000 rows stored sorted by id, in 4 files: the
+    distinct 1 024-row blocks of the stored order a batch of 256 touches, as a share of what a
+    uniform permutation touches (:func:`pygestor.loaders.shuffle.batch_diversity`)."""
+    from pygestor.config import Settings
+    from pygestor.loaders.shuffle import batch_diversity
+    from pygestor.manager import Manager
+
+    paths = generate(work / "q-src", QUALITY_ROWS, files=4)
+    qdir = str(work / "q-data")
+    register(qdir, "sorted", work / "q-src", partition_size="16MB")
+    selection = Manager(Settings.load(data_dir=qdir)).select("sorted")
+    shards = [sum(p.row_groups) for p in selection.partitions]
+
+    def score(ids: list[int] | str, total: int = QUALITY_ROWS) -> str:
+        if isinstance(ids, str):
+            return ids
+        runs = len(ids) // total
+        values = [batch_diversity(ids[k * total:(k + 1) * total]) for k in range(runs)]
+        return f"{sum(values) / len(values):.2f}"
+
+    rows = [("Pygestor, defaults (shuffle_memory 128 MB), 0 workers", score(_ours(qdir, "sorted"))),
+            ("  ... 2 workers", score(_ours(qdir, "sorted", workers=2))),
+            ("  ... the 1 M-row benchmark data (8 files)",
+             score(_ours(data_dir, "bench"), total=args.rows)),
+            ("  ... shuffle_buffer=8192 (the window before 0.4)",
+             score(_ours(qdir, "sorted", shuffle_buffer=8192)))]
+    for buffer in (1000, 10_000):
+        ids: list[int] | str = []
+        for seed in QUALITY_SEEDS:
+            got = _other_python(args.hf_python, HF_SHUFFLE, [[str(p) for p in paths], buffer,
+                                                            seed])
+            ids = got if isinstance(got, str) else ids + got  # type: ignore[operator]
+            if isinstance(ids, str):
+                break
+        rows.append((f"Hugging Face streaming .shuffle(buffer_size={buffer})", score(ids)))
+    for algo in ("py1e", "py1br", "py1s", "py2s"):
+        ids = []
+        for seed in QUALITY_SEEDS:
+            got = _other_python(args.mosaic_python, MOSAIC_SHUFFLE, [shards, algo, 1 << 18,
+                                                                    seed])
+            ids = got if isinstance(got, str) else ids + got  # type: ignore[operator]
+            if isinstance(ids, str):
+                break
+        rows.append((f"MosaicML streaming {algo} (block 262 144, same shards)", score(ids)))
+    import numpy as np
+
+    uniform = np.random.default_rng(0).permutation(QUALITY_ROWS).tolist()
+    rows.append(("a uniform permutation", score(uniform)))
+    return rows
 
 
 # ============================================================================================
@@ -501,6 +618,13 @@ def main() -> None:
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--repeat", type=int, default=2, help="runs per local case (best)")
     parser.add_argument("--delay", type=float, default=0.030)
+    parser.add_argument("--hf-python", default=os.environ.get("PYGESTOR_BENCH_HF_PYTHON"),
+                        help="a Python with `datasets` installed (its own venv), for the "
+                             "shuffle-quality table")
+    parser.add_argument("--mosaic-python",
+                        default=os.environ.get("PYGESTOR_BENCH_MOSAIC_PYTHON"),
+                        help="a Python with `mosaicml-streaming` installed (its own venv)")
+    parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--only", default="",
                         help="comma-separated case name prefixes to run (default: all)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -582,7 +706,16 @@ def main() -> None:
                     continue
                 results[name] = run_case(name, s3ctx, proxy)
                 print(f"  {name}: {fmt_rate(results[name].get('rows_per_s'))} rows/s", flush=True)
+        shuffles = [] if args.skip_quality else quality(work, data_dir, args)
         report(results, order, s3_order, args, notes)
+        if shuffles:
+            print()
+            print(f"Shuffle quality: {QUALITY_ROWS:,} rows stored sorted by id (4 files), "
+                  f"batches of {TORCH_BATCH}, seeds {QUALITY_SEEDS}: batch diversity = "
+                  "distinct 1 024-row blocks a batch touches / what a uniform permutation "
+                  "touches")
+            for label, value in shuffles:
+                print(f"  {label:60} {value}")
     finally:
         if proxy is not None:
             proxy.stop()
@@ -670,6 +803,16 @@ def targets(results: dict[str, dict[str, Any]]) -> None:
           best2 / hf2 if best2 and hf2 else None, 2.0)
     check("  plain DataLoader 2 workers stacked / HF torch 2 workers",
           rate("loader2_stack") / hf2 if rate("loader2_stack") and hf2 else None, 2.0)
+    check("PygestorDataLoader shuffled / unshuffled, 0 workers",
+          ratio("loader0_shuffle", "pdl0"), 0.9)
+    check("  ... 4x data", ratio("loader0_shuffle_4x", "pdl0_4x"), 0.9)
+
+    def steady(name: str) -> float | None:
+        return results.get(name, {}).get("steady_rows_per_s")
+
+    shuffled, plain = steady("loader0_shuffle"), steady("pdl0")
+    check("  ... after the first batch (the first window is read whole before it)",
+          shuffled / plain if shuffled and plain else None, 0.9)
     for name, base in (("pyg_arrow_4x", None), ("loader0_shuffle_4x", "loader0_shuffle")):
         one = results.get(base or "pyg_arrow", {}).get("rss_mb")
         four = results.get(name, {}).get("rss_mb")

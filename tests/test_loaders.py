@@ -264,36 +264,64 @@ def test_shuffle_is_deterministic_for_seed_and_epoch(toy):
     assert sum(abs(a - b) > 1 for a, b in itertools.pairwise(first)) > TOTAL // 2
 
 
-def test_sequence_does_not_depend_on_workers(toy):
+def test_samples_do_not_depend_on_workers_and_each_order_repeats(toy):
+    """What the docs say: a rank's samples never depend on num_workers; their order does (the
+    epoch is cut into one piece per worker), and is the same on every run with the same
+    number of workers."""
     from torch.utils.data import DataLoader
-
-    from pygestor.loaders import plan as P
 
     ds = dataset(toy, columns=["id"], batch_size=64, shuffle=True, seed=3, shuffle_buffer=200)
     ds.set_epoch(2)
-    reference = ids_of(list(DataLoader(ds, batch_size=None, num_workers=0)))
-    assert sorted(reference) == list(range(TOTAL))
-    block = ds._block()
-    assert block == 256, "the window rounds up to whole batches and is the worker block"
-    for workers in (1, 2, 3):
-        batches = list(DataLoader(ds, batch_size=None, num_workers=workers))
-        assert len(batches) == len(ds) == -(-TOTAL // 64)
-        # undo PyTorch's round-robin over workers: worker k's batches, one after the other
-        counts = P.batches_per_worker([b - a for a, b in P.worker_pieces(TOTAL, workers, block)],
-                                      64)
-        per_worker: list[list[Any]] = [[] for _ in range(workers)]
-        order = []
-        taken = [0] * workers
-        k = 0
-        for _ in range(len(batches)):
-            while taken[k] >= counts[k]:
-                k = (k + 1) % workers
-            order.append(k)
-            taken[k] += 1
-            k = (k + 1) % workers
-        for batch, worker in zip(batches, order, strict=True):
-            per_worker[worker].append(batch)
-        assert [i for w in per_worker for i in ids_of(w)] == reference, workers
+    orders = {}
+    for workers in (0, 1, 2, 3):
+        first = ids_of(list(DataLoader(ds, batch_size=None, num_workers=workers)))
+        assert sorted(first) == list(range(TOTAL)), workers
+        assert ids_of(list(DataLoader(ds, batch_size=None, num_workers=workers))) == first
+        orders[workers] = first
+    assert orders[0] == orders[1], "one worker reads what the main process reads"
+
+
+@pytest.fixture
+def sorted_rows(tmp_path: Path) -> Any:
+    """200 000 rows stored sorted by id (4 files, row groups of 25 000): a shuffle that keeps
+    neighbours together is easy to see."""
+    (tmp_path / "sorted").mkdir()
+    for index in range(4):
+        ids = np.arange(index * 50_000, (index + 1) * 50_000, dtype=np.int64)
+        pq.write_table(pa.table({"id": ids, "a": ids * 0.5, "b": ids % 7}),
+                       tmp_path / "sorted" / f"f{index}.parquet")
+    manager = make_manager(str(tmp_path / "data"), partition_size="1MB", row_group_size=25_000)
+    return build(manager, tmp_path / "sorted", name="sorted")
+
+
+def test_default_shuffle_mixes_within_a_memory_budget(sorted_rows):
+    from pygestor import PygestorDataLoader, PygestorDataset
+    from pygestor.loaders.shuffle import batch_diversity
+
+    def epoch(**kwargs: Any) -> tuple[list[int], Any]:
+        ds = PygestorDataset("sorted", batch_size=256, shuffle=True, seed=1, format="arrow",
+                             manager=sorted_rows, **kwargs)
+        return [i for b in ds for i in b.column("id").to_pylist()], ds
+
+    ids, ds = epoch()
+    assert ds._window() >= 200_000, "24-byte rows: the default budget holds every row"
+    assert sorted(ids) == list(range(200_000))
+    assert batch_diversity(ids) >= 1.1, "one row per stratum: better spread than uniform"
+    # a budget that holds a quarter of the rows (4 windows of 50 176): every batch spans the
+    # 49 blocks of its window (of 196)
+    small, ds = epoch(shuffle_memory=50_176 * 24 * 3)
+    assert ds._window() == 50_176 and sorted(small) == list(range(200_000))
+    assert batch_diversity(small) >= 0.3
+    # the 0.3 default (windows of 8192 rows) kept neighbours together
+    assert batch_diversity(epoch(shuffle_buffer=8192)[0]) < 0.1
+    # exact resume mid-window with the budget's windows, in a new dataset
+    loader = PygestorDataLoader(epoch(shuffle_memory=50_176 * 24 * 3)[1], num_workers=0)
+    iterator = iter(loader)
+    first = [i for _ in range(300) for i in next(iterator).column("id").to_pylist()]
+    state = loader.state_dict()
+    again = PygestorDataLoader(epoch(shuffle_memory=50_176 * 24 * 3)[1], num_workers=0)
+    again.load_state_dict(state)
+    assert first + [i for b in again for i in b.column("id").to_pylist()] == small
 
 
 def test_batches_formats_stack_and_transform(toy):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -263,41 +264,79 @@ def test_batches_and_samples_helpers():
 # Window shuffle
 
 
-def read_with_windows(plan: P.PiecePlan, window: int) -> list[tuple[int, int]]:
-    """What a reader with an in-buffer window shuffle delivers for a worker plan."""
+def read_with_windows(plan: P.PiecePlan, window: int, align: int = 1,
+                      strata: int = 3) -> list[tuple[int, int]]:
+    """What a reader with an in-buffer window shuffle delivers for a piece plan."""
     out = []
-    for w in plan.windows(window):
+    for w in plan.windows(window, align):
         rows = expand(plan.slices_between(w.offset, w.offset + w.length))
         assert len(rows) == w.length
-        order = P.window_permutation(plan.seed, plan.epoch, w.position, w.length, rank=plan.rank)
+        order = P.window_order(plan.seed, plan.epoch, w.position, w.length, rank=plan.rank,
+                               strata=strata)
         out.extend(rows[i] for i in order[w.discard :])
     return out
 
 
 @FAST
-@given(sizes_st, world_st, workers_st, st.integers(1, 5), st.data())
-def test_window_shuffle_resumes_exactly(sizes, world, workers, window, data):
+@given(sizes_st, world_st, workers_st, st.integers(1, 9), st.integers(1, 3), st.data())
+def test_window_shuffle_resumes_exactly(sizes, world, workers, window, align, data):
     layout = P.epoch_layout(sizes, seed=3, epoch=1, shuffle="rowgroup")
     rank = data.draw(st.integers(0, world - 1))
-    kw = {"rank": rank, "world_size": world, "num_pieces": workers}
+    kw = {"rank": rank, "world_size": world, "num_pieces": workers, "block": align}
+    window = max(window // align, 1) * align
     full = [
-        read_with_windows(P.plan_piece(layout, piece=k, **kw), window)
+        read_with_windows(P.plan_piece(layout, piece=k, **kw), window, align)
         for k in range(max(workers, 1))
     ]
-    consumed = [data.draw(st.integers(0, len(f))) for f in full]
     for k, f in enumerate(full):
-        plan = P.plan_piece(layout, piece=k, skip=consumed[k], **kw)
-        assert read_with_windows(plan, window) == f[consumed[k] :]
-        assert expand(plan.rest()) == expand(P.plan_piece(layout, piece=k, **kw).rest())[
-            consumed[k] :]
+        piece = P.plan_piece(layout, piece=k, **kw)
+        assert sorted(f) == sorted(expand(piece.rest())), "a window order is a permutation"
+        consumed = data.draw(st.integers(0, len(f)))
+        plan = P.plan_piece(layout, piece=k, skip=consumed, **kw)
+        assert read_with_windows(plan, window, align) == f[consumed:]
+        assert expand(plan.rest()) == expand(piece.rest())[consumed:]
 
 
-def test_window_permutation_is_deterministic():
-    a = P.window_permutation(1, 2, 100, 50)
-    assert sorted(a.tolist()) == list(range(50))
-    assert a.tolist() == P.window_permutation(1, 2, 100, 50).tolist()
-    assert a.tolist() != P.window_permutation(1, 2, 150, 50).tolist()
-    assert a.tolist() != P.window_permutation(1, 3, 100, 50).tolist()
+@FAST
+@given(st.integers(0, 200), st.integers(1, 60), st.integers(1, 8))
+def test_windows_cover_a_piece_in_near_equal_aligned_parts(samples, window, align):
+    window = max(window // align, 1) * align
+    bounds = P.window_bounds(samples, window, align)
+    assert bounds[0] == 0 and bounds[-1] == samples
+    sizes = [b - a for a, b in itertools.pairwise(bounds)]
+    assert all(0 < size <= window for size in sizes) or samples == 0
+    assert all(b % align == 0 for b in bounds[1:-1]), "every inner bound on whole batches"
+    assert len(sizes) == max(-(-samples // window), 1) or samples == 0
+    if len(sizes) > 1:
+        assert max(sizes) - min(sizes) <= 2 * align, "no short tail window"
+
+
+@FAST
+@given(st.integers(1, 400), st.integers(1, 40), st.integers(0, 5), st.integers(0, 1000))
+def test_window_order_is_a_stratified_permutation(length, strata, seed, start):
+    order = P.window_order(seed, 2, start, length, rank=1, strata=strata)
+    assert sorted(order.tolist()) == list(range(length))
+    assert order.tolist() == P.window_order(seed, 2, start, length, rank=1,
+                                            strata=strata).tolist()
+    s = min(strata, length)
+    bounds = [(k * length) // s for k in range(s + 1)]
+    stratum = np.searchsorted(bounds, order, side="right") - 1
+    for r in range(0, length, s):  # every round takes each stratum at most once
+        assert len(set(stratum[r:r + s].tolist())) == len(stratum[r:r + s])
+
+
+def test_window_order_depends_on_seed_epoch_rank_and_position():
+    a = P.window_order(1, 2, 100, 50, strata=8)
+    assert a.tolist() != P.window_order(1, 2, 150, 50, strata=8).tolist()
+    assert a.tolist() != P.window_order(1, 3, 100, 50, strata=8).tolist()
+    assert a.tolist() != P.window_order(2, 2, 100, 50, strata=8).tolist()
+    assert a.tolist() != P.window_order(1, 2, 100, 50, rank=1, strata=8).tolist()
+
+
+def test_window_rows_from_a_byte_budget():
+    assert P.window_rows(300 * 10**6, 100.0, 256) == (10**6 // 256) * 256
+    assert P.window_rows(1000, 100.0, 64) == 64, "at least one batch"
+    assert P.window_rows(128 * 10**6, 172.0) == 128 * 10**6 // (3 * 172)
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from pygestor.loaders.batches import FORMATS, check_batch_size, convert_batch
 from pygestor.loaders.handoff import Bundle
 from pygestor.loaders.prefetch import default_depth, prefetch
 from pygestor.loaders.rebatch import rebatch
-from pygestor.loaders.shuffle import piece_tables
+from pygestor.loaders.shuffle import Windows, piece_tables
 from pygestor.loaders.state import Cursor, EpochState, Progress
 from pygestor.loaders.stream import (
     Filters,
@@ -54,8 +54,9 @@ from pygestor.loaders.topology import Topology, distributed_topology, resolve_to
 from pygestor.loaders.torch import batch_to_torch, check_stack
 from pygestor.selection import Selection
 
-DEFAULT_SHUFFLE_BUFFER = 8192
 ROWS_CHUNK = 4096
+STRATA = 256
+"""Strata of a shuffle window when the batch size is not known (rows for a plain DataLoader)."""
 
 __all__ = ["PygestorDataset"]
 
@@ -103,12 +104,14 @@ class PygestorDataset(IterableDataset):
         transform: a function applied to every row (rows mode) or every batch (batches mode),
             in the worker. Must be picklable with the ``spawn`` start method.
     Order and shares:
-        shuffle: shuffle the order of row groups globally, then rows inside windows of
-            ``shuffle_buffer`` rows. Deterministic for (seed, epoch); the samples of a rank do
-            not depend on the number of workers.
+        shuffle: shuffle the order of row groups globally, then mix rows inside windows as
+            large as ``shuffle_memory`` allows: every batch takes one row from each of as many
+            parts of its window as it has rows. Deterministic for (seed, epoch); the samples
+            of a rank do not depend on the number of workers (their order does).
         seed: the shuffle seed (same on every rank).
-        shuffle_buffer: rows per shuffle window (memory per worker is about this many rows plus
-            the row groups read ahead). Rounded up to a multiple of the batch size.
+        shuffle_memory: bytes of rows each worker may hold to shuffle (default: the
+            ``shuffle_memory`` setting, 128 MB): the window is about a third of it.
+        shuffle_buffer: rows per shuffle window instead (rounded up to whole batches).
         drop_last: ranks get ``N // world_size`` samples and the remainder is dropped (True), or
             ``ceil(N / world_size)`` with the last rank(s) padded by repeating samples from the
             start of the epoch (False, the default, like ``DistributedSampler``: no sample is
@@ -127,13 +130,13 @@ class PygestorDataset(IterableDataset):
                  columns: list[str] | None = None, filters: Filters = None,
                  shuffle: bool = False, seed: int = 0,
                  transform: Callable[[Any], Any] | None = None, drop_last: bool = False,
-                 shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, rank: int | None = None,
+                 shuffle_buffer: int | None = None, rank: int | None = None,
                  world_size: int | None = None, *, format: str = "torch",  # noqa: A002
                  stack: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                  stack_dtype: Any = None, loader_batch_size: int | None = None,
                  prefetch_depth: int | None = None, cache: bool | None = None,
-                 manager: Any = None, settings: Settings | None = None,
-                 data_dir: str | None = None) -> None:
+                 shuffle_memory: int | str | None = None, manager: Any = None,
+                 settings: Settings | None = None, data_dir: str | None = None) -> None:
         super().__init__()
         _check_arguments(batch_size=batch_size, loader_batch_size=loader_batch_size,
                          shuffle_buffer=shuffle_buffer, format=format, seed=seed,
@@ -155,8 +158,14 @@ class PygestorDataset(IterableDataset):
         self.selection = ref if isinstance(ref, Selection) else \
             _manager(manager, settings, data_dir).select(ref)
         self.ref = self.selection.ref
-        schema = self._probe_schema()
-        self.columns = check_columns(columns, schema)
+        probe = RowGroupReader(self.selection, cache=cache)
+        try:
+            schema = probe.schema()
+            self.columns = check_columns(columns, schema)
+            self._row_bytes = probe.row_bytes(self.columns)
+        finally:
+            probe.close()
+        self.shuffle_memory = _memory(shuffle_memory, self.selection.settings)
         to_expression(filters, schema)  # validates
         self.filters = filters
         self.stack = check_stack(stack, self.columns or list(schema.names), schema)
@@ -170,13 +179,6 @@ class PygestorDataset(IterableDataset):
         self._delivery: _Delivery | None = None  # what this process delivered this epoch
         self._iterations = 0
         self._warned_persistent = False
-
-    def _probe_schema(self) -> pa.Schema:
-        probe = RowGroupReader(self.selection, cache=self.cache)
-        try:
-            return probe.schema()
-        finally:
-            probe.close()
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -237,14 +239,19 @@ class PygestorDataset(IterableDataset):
     def _align(self) -> int:
         return self.batch_size or self.loader_batch_size or 1
 
-    def _window(self) -> int | None:
+    def _windows(self) -> Windows | None:
+        """The shuffle's windows: rows (from ``shuffle_buffer`` or ``shuffle_memory``), their
+        alignment to batches and strata (one per row of a batch)."""
         if not self.shuffle:
             return None
         align = self._align()
-        return -(-self.shuffle_buffer // align) * align
+        rows = -(-self.shuffle_buffer // align) * align if self.shuffle_buffer else \
+            P.window_rows(self.shuffle_memory, self._row_bytes, align)
+        return Windows(rows, align, align if align > 1 else STRATA)
 
-    def _block(self) -> int:
-        return self._window() or self._align()
+    def _window(self) -> int | None:
+        windows = self._windows()
+        return None if windows is None else windows.rows
 
     def fingerprint(self, world_size: int | None = None) -> str:
         """The plan fingerprint: data (row counts, checksums, filters) and the settings that
@@ -254,7 +261,7 @@ class PygestorDataset(IterableDataset):
         return P.plan_fingerprint(self._sizes, seed=self.seed,
                                   shuffle="rowgroup" if self.shuffle else "none",
                                   drop_last=self.drop_last, world_size=world_size,
-                                  extra=f"{self._data}|window={self._window()}")
+                                  extra=f"{self._data}|windows={self._windows()}")
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[Any]:
@@ -279,7 +286,7 @@ class PygestorDataset(IterableDataset):
         """Where this iteration starts: the epoch's cut and the samples consumed per piece."""
         progress = self.cursor.start()
         if progress is None:
-            return Progress(pieces=topology.workers, block=self._block(),
+            return Progress(pieces=topology.workers, block=self._align(),
                             consumed=(0,) * topology.workers, loader_workers=topology.workers)
         if progress.worker is not None and \
                 (progress.worker, progress.loader_workers) != (topology.worker, topology.workers):
@@ -309,7 +316,7 @@ class PygestorDataset(IterableDataset):
         reader = RowGroupReader(self.selection, self.columns, self.filters, cache=self.cache)
         depth = default_depth(self.selection) if self.prefetch_depth is None \
             else self.prefetch_depth
-        tables = piece_tables(reader, plans, sizes=self._sizes, window=self._window(),
+        tables = piece_tables(reader, plans, sizes=self._sizes, windows=self._windows(),
                               depth=depth)
         try:
             if self.batch_size is None:
@@ -466,7 +473,8 @@ def _check_arguments(*, batch_size: Any, loader_batch_size: Any, shuffle_buffer:
         check_batch_size(batch_size)
     if loader_batch_size is not None:
         check_batch_size(loader_batch_size, "loader_batch_size")
-    check_batch_size(shuffle_buffer, "shuffle_buffer")
+    if shuffle_buffer is not None:
+        check_batch_size(shuffle_buffer, "shuffle_buffer")
     if format not in FORMATS:
         raise ConfigError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -488,7 +496,8 @@ def _check_compatible(dataset: PygestorDataset, state: EpochState, world_size: i
         theirs = state.seed if key == "seed" else state.facts.get(key)
         now = dataset.seed if key == "seed" else mine[key]
         if theirs != now:
-            label = "shuffle_buffer (window rows)" if key == "window" else key
+            label = "the shuffle window (rows, from shuffle_memory or shuffle_buffer)" \
+                if key == "window" else key
             reasons.append(f"{label} was {theirs!r}, now {now!r}")
     if state.facts.get("num_rows") != dataset.num_rows:
         reasons.append(f"the data had {state.facts.get('num_rows')} rows, now "
@@ -499,6 +508,18 @@ def _check_compatible(dataset: PygestorDataset, state: EpochState, world_size: i
     raise IntegrityError(f"cannot resume {dataset.ref!r} from this state: "
                          f"{'; '.join(reasons)}. Resume with the same data and settings, or "
                          "start the epoch afresh")
+
+
+def _memory(value: int | str | None, settings: Settings) -> int:
+    """``shuffle_memory`` in bytes (``"256MB"`` or an int; None: the setting)."""
+    from pygestor.config import parse_size
+
+    if value is None:
+        return settings.shuffle_memory
+    memory = parse_size(value, "shuffle_memory")
+    if memory < 1:
+        raise ConfigError(f"shuffle_memory must be positive, got {value!r}")
+    return memory
 
 
 def _manager(manager: Any, settings: Settings | None, data_dir: str | None) -> Any:

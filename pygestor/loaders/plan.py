@@ -30,11 +30,13 @@ Vocabulary
   windows, never change within an epoch, so a resumed piece delivers exactly what the
   uninterrupted one would have; with the same worker count, in the same order
   (:func:`resume_after_batches` also tells whose turn it was).
-* **Window shuffle** (done by the reader): each piece is cut into fixed-size windows of
-  ``window`` rows at piece offsets ``0, window, 2*window, ...``; the rows of a window are delivered
-  in the order :func:`window_permutation` gives. A piece resumed at count ``c`` skips
-  ``c // window`` whole windows, re-reads the window containing offset ``c`` and discards the
-  first ``c % window`` rows of its permuted order (:meth:`PiecePlan.windows`).
+* **Window shuffle** (done by the reader): each piece is cut into windows of near-equal size, at
+  most ``window`` rows each (:func:`window_rows` derives it from a byte budget), their bounds on
+  whole batches; the rows of a window are delivered in the stratified order of
+  :func:`window_order`. Row groups being in a global random order, a window holds rows from many
+  places of the stored order, and every batch takes one row from each of ``strata`` parts of
+  its window. A piece resumed at count ``c`` skips the windows before ``c``, re-reads the one
+  holding ``c`` and discards the rows of its order already delivered (:meth:`PiecePlan.windows`).
 
 Cost: the epoch order and its cumulative sums are ``O(G)`` vectorized numpy; everything else
 is ``O(K + row groups touched by the piece)``. Other ranks' plans are never built.
@@ -347,18 +349,33 @@ class PiecePlan:
             index += 1
         return out
 
-    def windows(self, window: int) -> Iterator[Window]:
-        """Shuffle windows still to (re-)read, from the one holding offset ``skip`` on: fixed
-        windows of ``window`` rows at piece offsets ``0, window, 2*window, ...``."""
-        if window < 1:
-            raise ConfigError(f"window must be >= 1, got {window}")
+    def windows(self, window: int, align: int = 1) -> Iterator[Window]:
+        """Shuffle windows still to (re-)read, from the one holding offset ``skip`` on.
+
+        The piece is cut into ``ceil(samples / window)`` windows of near-equal size, their
+        bounds on multiples of ``align`` (the batch size: a batch is one round of a window's
+        order, see :func:`window_order`), so no window is a short tail."""
+        if window < 1 or align < 1:
+            raise ConfigError(f"window and align must be >= 1, got {window} and {align}")
+        bounds = window_bounds(self.samples, window, align)
         if self.skip >= self.samples:
             return
-        first, discard = divmod(self.skip, window)
-        for offset in range(first * window, self.samples, window):
-            length = min(window, self.samples - offset)
-            yield Window(offset, length, self.start + offset, discard)
-            discard = 0
+        first = bisect.bisect_right(bounds, self.skip) - 1
+        for k in range(first, len(bounds) - 1):
+            offset, end = bounds[k], bounds[k + 1]
+            discard = self.skip - offset if k == first else 0
+            yield Window(offset, end - offset, self.start + offset, discard)
+
+
+def window_bounds(samples: int, window: int, align: int = 1) -> list[int]:
+    """Bounds of the windows of a piece of ``samples`` positions: ``ceil(samples / window)``
+    windows of near-equal size, every inner bound a multiple of ``align``."""
+    if samples <= 0:
+        return [0]
+    count = -(-samples // window)
+    units = -(-samples // align)
+    inner = [min(samples, (units * k // count) * align) for k in range(1, count)]
+    return [0, *inner, samples]
 
 
 def plan_piece(
@@ -601,14 +618,44 @@ def resume_after_batches(
 # Window shuffle
 
 
-def window_permutation(
-    seed: int, epoch: int, window_start: int, length: int, *, rank: int = 0
-) -> np.ndarray:
-    """Deterministic permutation of ``range(length)`` for the window starting at rank-span
-    position ``window_start`` (of rank ``rank``). Windows are fixed-size ranges of a worker's
-    piece; see :meth:`PiecePlan.windows`."""
-    sequence = seed_sequence(seed, epoch, _WINDOW_STREAM, rank, window_start)
-    return np.random.Generator(np.random.PCG64(sequence)).permutation(length)
+def window_order(seed: int, epoch: int, window_start: int, length: int, *, rank: int = 0,
+                 strata: int = 256) -> np.ndarray:
+    """The delivery order of a window's ``length`` rows (indices into the window as read).
+
+    Stratified: the window is cut into ``strata`` contiguous strata of near-equal size; round
+    ``r`` delivers one row of every stratum (the strata in a random order per round), each
+    stratum's rows in a random order. So any round, and any batch that is a round, holds rows
+    from ``strata`` places spread over the whole window, where a uniform permutation leaves
+    some places out and takes others twice. Deterministic for (seed, epoch, rank, the window's
+    rank-span position ``window_start``); ``O(length)``.
+    """
+    s = max(1, min(strata, length))
+    base = length // s  # rows of the short strata; the long ones have one more
+    sizes = np.diff((np.arange(s + 1, dtype=np.int64) * length) // s)
+    if length % s == 0:  # whole batches: stratum x round, no gaps
+        matrix = np.arange(length, dtype=np.int64).reshape(s, base)
+    else:
+        matrix = np.full((s, base + 1), -1, dtype=np.int64)
+        matrix[np.arange(base + 1)[None, :] < sizes[:, None]] = np.arange(length)
+    rng = np.random.Generator(np.random.PCG64(
+        seed_sequence(seed, epoch, _WINDOW_STREAM, rank, window_start)))
+    rng.permuted(matrix[:, :base], axis=1, out=matrix[:, :base])  # each stratum in random order
+    long = np.flatnonzero(sizes > base)
+    if long.size and base:  # a long stratum's last row goes to a random place of its order
+        swap = rng.integers(0, base + 1, size=long.size)
+        matrix[long, base], matrix[long, swap] = matrix[long, swap], matrix[long, base]
+    by_round = np.ascontiguousarray(matrix.T)
+    rng.permuted(by_round, axis=1, out=by_round)  # each round's strata in a random order
+    order = by_round.ravel()
+    return order if length % s == 0 else order[order >= 0]  # only the last round has gaps
+
+
+def window_rows(memory: int, row_bytes: float, align: int = 1) -> int:
+    """Rows of a shuffle window that a worker holding at most ``memory`` bytes can mix: a
+    third of the budget (the window read out, the next one assembled, their read-ahead), a
+    multiple of ``align``, at least one ``align``."""
+    rows = int(memory // (3 * max(row_bytes, 1.0)))
+    return max(align, rows // align * align)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from pygestor.selection import Selection
@@ -62,3 +62,28 @@ def prefetch(fn: Callable[[T], R], items: Iterable[T], depth: int,
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, produced one item ahead in a background thread: while the caller works on
+    item ``k``, item ``k + 1`` is being made (and no further, so memory holds two items).
+    Errors are raised where the item would have been; closing stops the producer."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pygestor-ahead")
+    done = object()
+
+    def produce() -> Any:
+        return next(items, done)
+
+    try:
+        future = pool.submit(produce)
+        while True:
+            item = future.result()
+            if item is done:
+                return
+            future = pool.submit(produce)
+            yield item
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()

@@ -246,6 +246,26 @@ class RowGroupReader:
                     .schema.to_arrow_schema()
         return self.metadata(0).schema.to_arrow_schema()
 
+    def row_bytes(self, columns: list[str] | None = None) -> float:
+        """Bytes one row of ``columns`` takes once decoded, from the first partition's footer:
+        fixed-width types exactly, others from the footer's uncompressed sizes."""
+        metadata = self.metadata(0)
+        schema = metadata.schema.to_arrow_schema()
+        leaves = leaf_map(schema)
+        rows = max(metadata.num_rows, 1)
+        total = 0.0
+        for name in columns if columns is not None else schema.names:
+            if name not in leaves:
+                total += 1.0  # a column this partition lacks (union): nulls
+                continue
+            try:
+                total += schema.field(name).type.bit_width / 8
+            except ValueError:  # variable width: what the footer says it takes
+                total += sum(metadata.row_group(i).column(j).total_uncompressed_size
+                             for i in range(metadata.num_row_groups)
+                             for j in leaves[name]) / rows
+        return max(total, 1.0)
+
     def _speculating(self, p: int, i: int) -> bool:
         return i == 0 and self.columns is None and self.filters is None \
             and not self.selection.is_local and self._cache is None
