@@ -31,7 +31,22 @@ def snippets(ref: str, settings: Settings | None = None) -> dict[str, str]:
             "    dataset.set_epoch(epoch)\n"
             "    for batch in loader:\n"
             "        pass  # train on batch\n"),
-        "cli": f"pygestor download {_shell_quote(ref)}\npygestor head {_shell_quote(ref)} -n 5\n",
+        "mix": (
+            "import pygestor\n"
+            f"from pygestor import PygestorDataLoader, PygestorDataset\n{configure}\n"
+            "# a weighted mix: add subsets and their weights, e.g. {'web/train': 0.7, ...};\n"
+            "# every batch holds each subset in its share, exactly per rank and resumable\n"
+            f"dataset = PygestorDataset({{{quoted}: 1.0}}, batch_size=256, shuffle=True,\n"
+            "                          seed=0, samples_per_epoch=100_000, stopping=\"repeat\")\n"
+            "loader = PygestorDataLoader(dataset, num_workers=2)\n"
+            "for epoch in range(2):\n"
+            "    dataset.set_epoch(epoch)\n"
+            "    for batch in loader:\n"
+            "        pass  # train on batch\n"),
+        "cli": (f"pygestor download {_shell_quote(ref)}\npygestor head {_shell_quote(ref)} -n 5\n"
+                "# the plan of a weighted mix (add REF=WEIGHT for other subsets)\n"
+                f"pygestor plan {_shell_quote(ref + '=1.0')} --samples-per-epoch 100000 "
+                "--world-size 2 --workers 2\n"),
     }
 
 

@@ -776,3 +776,173 @@ def test_bundle_packs_tensors_into_one_buffer():
     assert back.batches[2]["empty"].shape == (0, 4)
     assert first["a"].untyped_storage().data_ptr() == first["b"].untyped_storage().data_ptr(), \
         "one buffer for all tensors"
+
+
+# ============================================================================================
+# Weighted mixing of subsets
+
+MIX = {"web/train": 0.7, "code/train": 0.2, "books/train": 0.1}
+MIX_ROWS = {"web": (0, 3000), "code": (100_000, 1000), "books": (200_000, 200)}
+
+
+def write_mix_sources(root: Path) -> dict[str, Path]:
+    """Three sources of other sizes and id ranges; books has a 'title' but no 'x'."""
+    out = {}
+    for name, (first, count) in MIX_ROWS.items():
+        folder = root / name / "train"
+        folder.mkdir(parents=True)
+        ids = np.arange(first, first + count, dtype=np.int64)
+        columns: dict[str, Any] = {"id": ids, "label": ids % 10,
+                                   "text": [f"{name} {i}" for i in ids]}
+        if name == "books":
+            columns["title"] = [f"book {i}" for i in ids]
+        else:
+            columns["x"] = ids * 0.5
+        pq.write_table(pa.table(columns), folder / "part.parquet", row_group_size=250)
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Any:
+    manager = make_manager(str(tmp_path / "data"), row_group_size=250)
+    for name, source in write_mix_sources(tmp_path / "src").items():
+        build(manager, source, name=name)
+    return manager
+
+
+def source_of(i: int) -> str:
+    return "web" if i < 100_000 else "code" if i < 200_000 else "books"
+
+
+def test_mix_is_exact_per_rank_and_batch(mixed):
+    from pygestor import PygestorDataset
+
+    world, per_epoch = 2, 4000
+    ranks = [PygestorDataset(MIX, batch_size=100, shuffle=True, seed=3, manager=mixed,
+                             samples_per_epoch=per_epoch, rank=r, world_size=world)
+             for r in range(world)]
+    assert ranks[0].weights == (7, 2, 1) and ranks[0].columns == ["id", "label", "text"]
+    epochs = [list(ds) for ds in ranks]
+    assert [len(b) for b in epochs] == [len(ranks[0])] * world == [20, 20]
+    everything: Counter = Counter()
+    for batches in epochs:
+        ids = ids_of(batches)
+        assert len(ids) == per_epoch // world
+        assert Counter(map(source_of, ids)) == {"web": 1400, "code": 400, "books": 200}
+        for batch in batches:  # every batch holds the proportions, to a sample
+            shares = Counter(map(source_of, ids_of([batch])))
+            assert abs(shares["web"] - 70) <= 1 and abs(shares["code"] - 20) <= 1
+            assert abs(shares["books"] - 10) <= 1
+        everything.update(ids)
+    # over both ranks: web 2800 of 3000 rows once; code 800 of 1000 once; books 400 = 2 x 200
+    assert all(everything[i] == 2 for i in range(200_000, 200_200))
+    assert sum(1 for i in everything if source_of(i) == "web") == 2800
+    assert max(c for i, c in everything.items() if source_of(i) != "books") == 1
+    again = list(PygestorDataset(MIX, batch_size=100, shuffle=True, seed=3, manager=mixed,
+                                 samples_per_epoch=per_epoch, rank=0, world_size=world))
+    assert ids_of(again) == ids_of(epochs[0]), "deterministic for (seed, epoch)"
+
+
+def test_mix_stopping_rules(mixed):
+    from pygestor import PygestorDataset
+
+    def epoch(**kwargs: Any) -> Counter:
+        ds = PygestorDataset(MIX, columns=["id"], manager=mixed, **kwargs)
+        ids = [row["id"] for row in ds]
+        assert len(ids) == len(ds)
+        return Counter(map(source_of, ids))
+
+    first = epoch()  # first_exhausted: the epoch ends where the 200 books run out
+    assert first["books"] == 200 and 1400 <= first["web"] <= 1405 and 400 <= first["code"] <= 402
+    every = epoch(stopping="all_exhausted")
+    assert every["web"] >= 3000 and every["code"] >= 1000 and every["books"] >= 200
+    assert every["code"] == 1000, "code (0.2 of 1000 rows) is the last to be read whole"
+    capped = epoch(stopping="all_exhausted", samples_per_epoch=1000)
+    assert capped == {"web": 700, "code": 200, "books": 100}
+
+
+def test_mix_resumes_mid_epoch_with_workers_and_says_what_each_source_gave(mixed):
+    from pygestor import PygestorDataLoader, PygestorDataset
+
+    def loader(workers: int) -> Any:
+        ds = PygestorDataset(MIX, batch_size=64, shuffle=True, seed=5, manager=mixed,
+                             samples_per_epoch=3000, columns=["id", "label"])
+        ds.set_epoch(2)
+        return PygestorDataLoader(ds, num_workers=workers)
+
+    whole = ids_of(list(loader(2)))
+    first_loader = loader(2)
+    iterator = iter(first_loader)
+    first = ids_of(_take(iterator, 19))
+    state = json.loads(json.dumps(first_loader.state_dict()))
+    del iterator
+    assert state["samples_consumed"] == 19 * 64
+    assert sum(state["sources"].values()) == 19 * 64
+    assert state["sources"] == dict(Counter(map(lambda i: f"{source_of(i)}/train", first)))
+    resumed = loader(2)
+    resumed.load_state_dict(state)
+    assert first + ids_of(list(resumed)) == whole, "same workers: the very same order"
+    other = loader(0)
+    other.load_state_dict(state)
+    assert sorted(first + ids_of(list(other))) == sorted(whole)
+
+
+def test_mix_columns_transforms_and_errors(mixed):
+    from pygestor import PygestorDataset
+    from pygestor.errors import ConfigError
+
+    renamed = {"web/train": 0.5, "books/train": {
+        "weight": 0.5, "transform": lambda t: t.append_column("x", pa.array(
+            [float(i) for i in t.column("id").to_pylist()], pa.float64()))}}
+    ds = PygestorDataset(renamed, batch_size=50, manager=mixed, samples_per_epoch=400,
+                         format="arrow")
+    assert ds.columns == ["id", "label", "text", "x"]
+    rows = pa.Table.from_batches(list(ds)).to_pylist()
+    books = [r for r in rows if r["id"] >= 200_000]
+    assert len(books) == 200 and all(r["x"] == float(r["id"]) for r in books)
+    narrow = PygestorDataset({"web/train": {"weight": 3, "columns": ["id", "text"]},
+                              "books/train": 1}, manager=mixed, samples_per_epoch=40)
+    assert narrow.columns == ["id", "text"] and set(next(iter(narrow))) == {"id", "text"}
+    for bad, message in (({"web/train": 0}, "positive"),
+                         ({"web/train": {"wieght": 1}}, "give 'weight'"),
+                         ({"web/train": 1, "books/train": {"weight": 1, "columns": ["title"]}},
+                          "share no column"),
+                         ({}, "at least one source")):
+        with pytest.raises(ConfigError, match=message):
+            PygestorDataset(bad, manager=mixed, samples_per_epoch=10)
+    with pytest.raises(ConfigError, match="samples_per_epoch"):
+        PygestorDataset(MIX, manager=mixed, stopping="repeat")
+    with pytest.raises(ConfigError, match="not in every source"):
+        PygestorDataset(MIX, manager=mixed, columns=["x"], samples_per_epoch=10)
+    with pytest.raises(ConfigError, match="stopping must be one of"):
+        PygestorDataset(MIX, manager=mixed, stopping="never")
+
+
+def test_plan_and_snippet_show_a_mix(mixed):
+    import subprocess
+    import sys
+
+    from pygestor.snippets import snippets
+
+    pygestor = str(Path(sys.executable).parent / "pygestor")
+    command = [pygestor, "--data-dir", mixed.settings.data_dir, "plan", "web/train=0.7",
+               "code/train=0.2", "books/train=0.1", "--world-size", "2", "--workers", "2"]
+    out = subprocess.run([*command, "--samples-per-epoch", "4000", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    report = json.loads(out)
+    assert report["stopping"] == "repeat" and report["samples_per_rank"] == 2000
+    assert [s["samples_per_rank"] for s in report["sources"]] == [1400, 400, 200]
+    assert [s["read"] for s in report["sources"]] == ["0.93x", "0.80x", "2.00x"]
+    assert report["a batch of 256"] == "179 web/train, 51 code/train, 26 books/train"
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "stopping:                first_exhausted" in text and "books/train" in text
+    bad = subprocess.run([*command[:5], "web/train=x"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "REF=WEIGHT" in bad.stderr
+    code = snippets("web/train", mixed.settings)
+    assert "PygestorDataset({'web/train': 1.0}" in code["mix"]
+    assert "pygestor plan web/train=1.0 --samples-per-epoch" in code["cli"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    run = subprocess.run([sys.executable, "-c", code["mix"]], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -565,3 +565,103 @@ def test_resume_with_bundles_continues_the_exact_order(case, bundle, data):
         assert rest == whole[taken:]
     flat = sorted(s for p in pieces for s in p)
     assert sorted(delivered_all + [s for p in remaining_pieces for s in p]) == flat
+
+
+# --------------------------------------------------------------------------------------------
+# Mixing
+
+
+weights_st = st.lists(st.integers(1, 9), min_size=1, max_size=5)
+
+
+@FAST
+@given(weights_st, st.integers(0, 3000))
+def test_mix_counts_add_up_grow_and_stay_close_to_the_shares(weights, t):
+    counts = P.mix_counts(weights, t)
+    assert sum(counts) == t
+    nxt = P.mix_counts(weights, t + 1)
+    assert sorted(b - a for a, b in zip(counts, nxt, strict=True)) == [0] * (len(weights) - 1) + [1]
+    depth = max(1, (len(weights) - 1).bit_length())
+    total = sum(weights)
+    assert all(abs(c - t * w / total) <= depth / 2 + 1e-9 for c, w in
+               zip(counts, weights, strict=True)), "every prefix within a sample or two"
+    assert P.mix_counts(weights, total * 7) == [w * 7 for w in weights], "exact at whole rounds"
+
+
+@FAST
+@given(weights_st, st.integers(0, 500), st.integers(0, 500))
+def test_mix_sources_agree_with_the_counts(weights, a, length):
+    sources = P.mix_sources(weights, a, a + length)
+    before, after = P.mix_counts(weights, a), P.mix_counts(weights, a + length)
+    assert np.bincount(sources, minlength=len(weights)).tolist() == \
+        [y - x for x, y in zip(before, after, strict=True)]
+
+
+def test_mix_weights_are_exact_integers():
+    assert P.mix_weights([0.7, 0.2, 0.1]) == (7, 2, 1)
+    assert P.mix_weights([2, 6]) == (1, 3)
+    assert P.mix_weights([0.5]) == (1,)
+    for bad in ([0.5, 0], [-1], [float("nan")], ["1"], [True]):
+        with pytest.raises(ConfigError, match="positive"):
+            P.mix_weights(bad)
+
+
+@FAST
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=4), weights_st, world_st,
+       st.booleans())
+def test_mix_per_rank_stopping_rules(rows, weights, world, drop):
+    weights = weights[: len(rows)] + [1] * (len(rows) - len(weights[: len(rows)]))
+    kw = {"samples_per_epoch": None, "drop_last": drop}
+    first = P.mix_per_rank(rows, weights, world, stopping="first_exhausted", **kw)
+
+    def used(n: int) -> list[int]:
+        return [world * c for c in P.mix_counts(weights, n)]
+
+    assert all(u <= r for u, r in zip(used(first), rows, strict=True))
+    assert any(u > r for u, r in zip(used(first + 1), rows, strict=True))
+    every = P.mix_per_rank(rows, weights, world, stopping="all_exhausted", **kw)
+    assert all(u >= r for u, r in zip(used(every), rows, strict=True))
+    assert every == 0 or any(u < r for u, r in zip(used(every - 1), rows, strict=True))
+    if len(rows) == 1:  # one source: the plain drop/pad rule
+        assert first == rows[0] // world and every == -(-rows[0] // world)
+    assert P.mix_per_rank(rows, weights, world, stopping="repeat", samples_per_epoch=101,
+                          drop_last=drop) == (101 // world if drop else -(-101 // world))
+    with pytest.raises(ConfigError, match="samples_per_epoch"):
+        P.mix_per_rank(rows, weights, world, stopping="repeat", **kw)
+
+
+@FAST
+@given(st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=4), min_size=1, max_size=3),
+       weights_st, st.integers(1, 4), workers_st, st.integers(1, 40), st.data())
+def test_a_mixed_epoch_reads_every_source_evenly_over_ranks_and_workers(
+        sizes, weights, world, workers, samples, data):
+    """Every rank's share of every source is exact; over all ranks a source's rows are read
+    as evenly as its demand allows (each row k or k+1 times, the first rows of its order the
+    extra ones), whatever the worker count; and a resumed piece gives exactly the rest."""
+    sizes = [s for s in sizes if sum(s)] or [[1]]
+    weights = (weights * len(sizes))[: len(sizes)]
+    n = P.mix_per_rank([sum(s) for s in sizes], weights, world, samples_per_epoch=samples,
+                       stopping="repeat")
+    per_rank = P.mix_counts(weights, n)
+    layouts = [P.epoch_layout(s, seed=2, epoch=1, shuffle="rowgroup") for s in sizes]
+    cuts = P.worker_pieces(n, workers, 1)
+    got: list[Counter] = [Counter() for _ in sizes]
+    for rank in range(world):
+        for k, (a, b) in enumerate(cuts):
+            for s, layout in enumerate(layouts):
+                lo, hi = P.mix_counts(weights, a)[s], P.mix_counts(weights, b)[s]
+                plan = P.plan_range(layout, rank=rank, per_rank=per_rank[s], start=lo, stop=hi,
+                                    piece=k, source=s)
+                rows = expand(plan.rest())
+                got[s].update(rows)
+                skip = data.draw(st.integers(0, len(rows)))
+                again = P.plan_range(layout, rank=rank, per_rank=per_rank[s], start=lo,
+                                     stop=hi, skip=skip, piece=k, source=s)
+                assert expand(again.rest()) == rows[skip:]
+    for s, layout in enumerate(layouts):
+        demand, total = world * per_rank[s], layout.total
+        assert sum(got[s].values()) == demand
+        order = reference_sequence(sizes[s], 2, 1, "rowgroup")
+        expected = Counter({row: demand // total + (i < demand % total)
+                            for i, row in enumerate(order)})
+        assert got[s] == +expected

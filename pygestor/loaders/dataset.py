@@ -39,17 +39,20 @@ from pygestor.errors import ConfigError, IntegrityError
 from pygestor.loaders import plan as P
 from pygestor.loaders.batches import FORMATS, check_batch_size, convert_batch
 from pygestor.loaders.handoff import Bundle
-from pygestor.loaders.prefetch import default_depth, prefetch
+from pygestor.loaders.mix import (
+    Source,
+    SourceSpec,
+    apply_transform,
+    conform,
+    merge,
+    open_sources,
+    parse_sources,
+)
+from pygestor.loaders.prefetch import default_depth
 from pygestor.loaders.rebatch import rebatch
 from pygestor.loaders.shuffle import Windows, piece_tables
 from pygestor.loaders.state import Cursor, EpochState, Progress
-from pygestor.loaders.stream import (
-    Filters,
-    RowGroupReader,
-    check_columns,
-    filter_columns,
-    to_expression,
-)
+from pygestor.loaders.stream import Filters, RowGroupReader
 from pygestor.loaders.topology import Topology, distributed_topology, resolve_topology
 from pygestor.loaders.torch import batch_to_torch, check_stack
 from pygestor.selection import Selection
@@ -75,7 +78,8 @@ class _Delivery:
 
 
 class PygestorDataset(IterableDataset):
-    """The downloaded partitions of a dataset, subset or partition as a PyTorch ``IterableDataset``.
+    """Downloaded partitions, or a weighted mix of several references, as a PyTorch
+    ``IterableDataset``.
 
     ``DataLoader(PygestorDataset("toy/train"), batch_size=32, num_workers=4)`` just works, in one
     process or under ``torchrun``: every rank gets the same number of samples, samples are split
@@ -84,14 +88,30 @@ class PygestorDataset(IterableDataset):
 
     What to read:
         ref: ``dataset``, ``dataset/subset`` or ``dataset/subset/partition``, or a
-            :class:`~pygestor.selection.Selection` (``manager.select(ref)``).
-        columns: columns to read (None: all).
+            :class:`~pygestor.selection.Selection` (``manager.select(ref)``); or a weighted mix,
+            ``{"web/train": 0.7, "code/train": 0.3}`` (a value may also be ``{"weight": w,
+            "columns": [...], "filters": [...], "transform": table -> table}``): see
+            :mod:`pygestor.loaders.mix`.
+        columns: columns to read (None: all; for a mix, those all sources share).
         filters: ``[(column, op, value), ...]`` (AND), a list of such lists (OR), or a pyarrow
             expression. The matching rows of every row group are counted once, at construction,
             reading only the filter columns (row groups excluded by their statistics are not
             read), so that ranks still get equal shares and ``len()`` stays exact.
         manager, settings, data_dir: where the data lives (default: the process's manager,
             the one ``pygestor.configure`` set).
+    How many:
+        samples_per_epoch: samples of one epoch over all ranks (default: every row once, or
+            for a mix, until a source runs out).
+        stopping: what a source that runs out does: ``"repeat"`` (starts over; the default
+            with ``samples_per_epoch``), ``"first_exhausted"`` (ends the epoch; the default of
+            a mix without it) or ``"all_exhausted"`` (the epoch lasts until every source was
+            read whole).
+        drop_last: ranks get ``N // world_size`` samples and the remainder is dropped (True), or
+            ``ceil(N / world_size)`` with the last rank(s) padded by repeating samples from the
+            start of the epoch (False, the default, like ``DistributedSampler``: no sample is
+            ever lost; at most ``world_size - 1`` are repeated). Either way ranks are equal, so a
+            DDP job cannot hang on uneven ranks.
+        rank, world_size: explicit topology (default: resolved when iteration starts).
     What to yield:
         batch_size: None yields rows (dicts); an int yields ready batches of that many rows
             (dicts of tensors by default; use ``DataLoader(ds, batch_size=None)``). Every batch
@@ -103,30 +123,25 @@ class PygestorDataset(IterableDataset):
         stack_dtype: dtype of stacked tensors, e.g. ``torch.float32`` or ``"float32"``.
         transform: a function applied to every row (rows mode) or every batch (batches mode),
             in the worker. Must be picklable with the ``spawn`` start method.
-    Order and shares:
+        loader_batch_size: the batch size of the DataLoader that batches this dataset's rows:
+            aligns worker shares to whole batches so only one batch per epoch is partial and
+            ``len(loader)`` is exact. :class:`PygestorDataLoader` sets it for you.
+    Order:
         shuffle: shuffle the order of row groups globally, then mix rows inside windows as
             large as ``shuffle_memory`` allows: every batch takes one row from each of as many
             parts of its window as it has rows. Deterministic for (seed, epoch); the samples
             of a rank do not depend on the number of workers (their order does).
         seed: the shuffle seed (same on every rank).
         shuffle_memory: bytes of rows each worker may hold to shuffle (default: the
-            ``shuffle_memory`` setting, 128 MB): the window is about a third of it.
+            ``shuffle_memory`` setting, 128 MB): the window is about a third of it (a mix
+            shares it among its sources).
         shuffle_buffer: rows per shuffle window instead (rounded up to whole batches).
-        drop_last: ranks get ``N // world_size`` samples and the remainder is dropped (True), or
-            ``ceil(N / world_size)`` with the last rank(s) padded by repeating samples from the
-            start of the epoch (False, the default, like ``DistributedSampler``: no sample is
-            ever lost; at most ``world_size - 1`` are repeated). Either way ranks are equal, so a
-            DDP job cannot hang on uneven ranks.
-        rank, world_size: explicit topology (default: resolved when iteration starts).
-        loader_batch_size: the batch size of the DataLoader that batches this dataset's rows:
-            aligns worker shares to whole batches so only one batch per epoch is partial and
-            ``len(loader)`` is exact. :class:`PygestorDataLoader` sets it for you.
     Reading:
         prefetch_depth: row groups read ahead in each worker (default: 2 local, more remote).
         cache: use the local partition cache for remote roots (None: if ``cache_dir`` is set).
     """
 
-    def __init__(self, ref: str | Selection, batch_size: int | None = None,
+    def __init__(self, ref: str | Selection | Mapping[str, Any], batch_size: int | None = None,
                  columns: list[str] | None = None, filters: Filters = None,
                  shuffle: bool = False, seed: int = 0,
                  transform: Callable[[Any], Any] | None = None, drop_last: bool = False,
@@ -135,12 +150,15 @@ class PygestorDataset(IterableDataset):
                  stack: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                  stack_dtype: Any = None, loader_batch_size: int | None = None,
                  prefetch_depth: int | None = None, cache: bool | None = None,
-                 shuffle_memory: int | str | None = None, manager: Any = None,
-                 settings: Settings | None = None, data_dir: str | None = None) -> None:
+                 shuffle_memory: int | str | None = None,
+                 samples_per_epoch: int | None = None, stopping: str | None = None,
+                 manager: Any = None, settings: Settings | None = None,
+                 data_dir: str | None = None) -> None:
         super().__init__()
         _check_arguments(batch_size=batch_size, loader_batch_size=loader_batch_size,
                          shuffle_buffer=shuffle_buffer, format=format, seed=seed,
-                         transform=transform, rank=rank, world_size=world_size)
+                         transform=transform, rank=rank, world_size=world_size,
+                         samples_per_epoch=samples_per_epoch, stopping=stopping)
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
         self.seed = seed
@@ -153,32 +171,42 @@ class PygestorDataset(IterableDataset):
         self.loader_batch_size = loader_batch_size
         self.prefetch_depth = prefetch_depth
         self.cache = cache
+        self.samples_per_epoch = samples_per_epoch
         self.cursor = Cursor()
-
-        self.selection = ref if isinstance(ref, Selection) else \
-            _manager(manager, settings, data_dir).select(ref)
-        self.ref = self.selection.ref
-        probe = RowGroupReader(self.selection, cache=cache)
-        try:
-            schema = probe.schema()
-            self.columns = check_columns(columns, schema)
-            self._row_bytes = probe.row_bytes(self.columns)
-        finally:
-            probe.close()
-        self.shuffle_memory = _memory(shuffle_memory, self.selection.settings)
-        to_expression(filters, schema)  # validates
-        self.filters = filters
-        self.stack = check_stack(stack, self.columns or list(schema.names), schema)
+        self._open(ref, columns, filters, manager, settings, data_dir)
+        self.stopping = stopping or ("repeat" if samples_per_epoch is not None else
+                                     "first_exhausted" if self.mixed or drop_last else
+                                     "all_exhausted")
+        self.samples_per_rank(1)  # checks the stopping rule against the data
+        self.stack = check_stack(stack, self.columns or list(self.schema.names), self.schema)
         if self.stack and (batch_size is None or format != "torch"):
             raise ConfigError("stack needs batches of tensors: set batch_size (and "
                               "format='torch')")
-        self._sizes = self.selection.row_group_sizes.copy() if filters is None else \
-            _count_matches(self.selection, filters, schema, cache, prefetch_depth)
-        self._data = self.selection.digest() + "|" + repr(filters)
+        self.shuffle_memory = _memory(shuffle_memory, self.sources[0].selection.settings)
         self._captured: tuple[int, int] | None = distributed_topology()
         self._delivery: _Delivery | None = None  # what this process delivered this epoch
         self._iterations = 0
         self._warned_persistent = False
+
+    def _open(self, ref: Any, columns: list[str] | None, filters: Filters, manager: Any,
+              settings: Settings | None, data_dir: str | None) -> None:
+        """The sources (one, or a mix's), and the schema handed out."""
+        self.mixed = isinstance(ref, Mapping)
+        specs = parse_sources(ref) if self.mixed else [SourceSpec(ref, 1)]
+        found: list[Any] = []
+
+        def select(name: str) -> Selection:
+            if not found:
+                found.append(_manager(manager, settings, data_dir))
+            return found[0].select(name)
+
+        self.sources, self.schema = open_sources(specs, select, columns=columns,
+                                                 filters=filters, cache=self.cache,
+                                                 depth=self.prefetch_depth)
+        self.ref = " + ".join(src.ref for src in self.sources) if self.mixed else \
+            self.sources[0].ref
+        self.columns = list(self.schema.names) if self.mixed else self.sources[0].columns
+        self.filters = filters
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -188,13 +216,19 @@ class PygestorDataset(IterableDataset):
 
     @property
     def num_rows(self) -> int:
-        """Samples in one epoch over all ranks, before the drop/pad rule (after filters)."""
-        return int(self._sizes.sum())
+        """Rows the sources hold (after filters): one epoch over all ranks, before the
+        drop/pad rule, unless ``samples_per_epoch`` or a mix says otherwise."""
+        return sum(src.rows for src in self.sources)
 
     @property
     def row_group_sizes(self) -> np.ndarray:
-        """Samples per row group (the planner's input), in catalog order."""
-        return self._sizes.copy()
+        """Samples per row group (the planner's input), in catalog order, source by source."""
+        return np.concatenate([src.sizes for src in self.sources])
+
+    @property
+    def weights(self) -> tuple[int, ...]:
+        """The sources' shares of the mix, as integers (``(1,)`` for one source)."""
+        return tuple(src.weight for src in self.sources)
 
     def topology(self) -> Topology:
         """This process's rank and DataLoader worker, resolved now."""
@@ -205,7 +239,9 @@ class PygestorDataset(IterableDataset):
     def samples_per_rank(self, world_size: int | None = None) -> int:
         """Samples every rank gets in one epoch."""
         world = self.topology().world_size if world_size is None else world_size
-        return P.samples_per_rank(self.num_rows, world, self.drop_last)
+        return P.mix_per_rank([src.rows for src in self.sources], self.weights, world,
+                              samples_per_epoch=self.samples_per_epoch,
+                              stopping=self.stopping, drop_last=self.drop_last)
 
     def __len__(self) -> int:
         """Items this rank yields per epoch: samples in rows mode, batches in batches mode."""
@@ -239,29 +275,43 @@ class PygestorDataset(IterableDataset):
     def _align(self) -> int:
         return self.batch_size or self.loader_batch_size or 1
 
-    def _windows(self) -> Windows | None:
-        """The shuffle's windows: rows (from ``shuffle_buffer`` or ``shuffle_memory``), their
-        alignment to batches and strata (one per row of a batch)."""
+    def _windows(self) -> list[Windows] | None:
+        """Every source's shuffle windows: rows (from ``shuffle_buffer``, or its share of
+        ``shuffle_memory``: its weight times its row bytes), alignment and strata (its share of
+        the rows of a batch)."""
         if not self.shuffle:
             return None
-        align = self._align()
-        rows = -(-self.shuffle_buffer // align) * align if self.shuffle_buffer else \
-            P.window_rows(self.shuffle_memory, self._row_bytes, align)
-        return Windows(rows, align, align if align > 1 else STRATA)
+        align, total = self._align(), sum(self.weights)
+        spent = sum(src.weight * src.row_bytes for src in self.sources)
+        out = []
+        for src in self.sources:
+            strata = max(1, round((align if align > 1 else STRATA) * src.weight / total))
+            step = strata if len(self.sources) > 1 else align
+            if self.shuffle_buffer:
+                rows = -(-self.shuffle_buffer * src.weight // total // step) * step
+            else:
+                memory = self.shuffle_memory * src.weight * src.row_bytes / spent
+                rows = P.window_rows(int(memory), src.row_bytes, step)
+            out.append(Windows(max(rows, step), step, strata))
+        return out
 
-    def _window(self) -> int | None:
+    def _window(self) -> int | list[int] | None:
+        """Rows of a shuffle window (one per source of a mix)."""
         windows = self._windows()
-        return None if windows is None else windows.rows
+        if windows is None:
+            return None
+        return windows[0].rows if len(windows) == 1 else [w.rows for w in windows]
 
     def fingerprint(self, world_size: int | None = None) -> str:
-        """The plan fingerprint: data (row counts, checksums, filters) and the settings that
-        decide every rank's samples and their order."""
+        """The plan fingerprint: data (row counts, checksums, columns, filters, mix) and the
+        settings that decide every rank's samples and their order."""
         if world_size is None:
             world_size = self.topology().world_size
-        return P.plan_fingerprint(self._sizes, seed=self.seed,
-                                  shuffle="rowgroup" if self.shuffle else "none",
-                                  drop_last=self.drop_last, world_size=world_size,
-                                  extra=f"{self._data}|windows={self._windows()}")
+        mix = [(src.ref, src.weight, len(src.sizes), src.digest()) for src in self.sources]
+        return P.plan_fingerprint(
+            self.row_group_sizes, seed=self.seed, shuffle="rowgroup" if self.shuffle else "none",
+            drop_last=self.drop_last, world_size=world_size,
+            extra=f"{mix!r}|{self.samples_per_epoch}|{self.stopping}|{self._windows()}")
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[Any]:
@@ -298,26 +348,58 @@ class PygestorDataset(IterableDataset):
                             topology.workers)
         return progress
 
-    def _plans(self, topology: Topology, epoch: int, start: Progress
-               ) -> tuple[list[int], list[P.PiecePlan]]:
-        pieces = P.pieces_of_workers(topology.workers, start.pieces,
-                                     start.rotation)[topology.worker]
-        layout = P.epoch_layout(self._sizes, seed=self.seed, epoch=epoch,
-                                shuffle="rowgroup" if self.shuffle else "none")
-        return pieces, [P.plan_piece(layout, rank=topology.rank, world_size=topology.world_size,
-                                     piece=k, num_pieces=start.pieces, drop_last=self.drop_last,
-                                     block=start.block, skip=start.consumed[k]) for k in pieces]
+    def _plans(self, topology: Topology, epoch: int, start: Progress, pieces: list[int]
+               ) -> tuple[list[list[P.PiecePlan]], list[tuple[int, int]]]:
+        """Every source's plans of this worker's pieces, and the positions of the mixed
+        sequence those pieces still have to deliver."""
+        n = self.samples_per_rank(topology.world_size)
+        cuts = P.worker_pieces(n, start.pieces, start.block)
+        per_rank = P.mix_counts(self.weights, n)
+        ranges = [(cuts[k][0] + start.consumed[k], cuts[k][1]) for k in pieces]
+        plans = []
+        for s, src in enumerate(self.sources):
+            layout = P.epoch_layout(src.sizes, seed=self.seed, epoch=epoch,
+                                    shuffle="rowgroup" if self.shuffle else "none")
+            plans.append([self._plan(layout, topology.rank, per_rank[s], s, k, cuts[k],
+                                     start.consumed[k]) for k in pieces])
+        return plans, ranges
+
+    def _plan(self, layout: P.EpochLayout, rank: int, per_rank: int, source: int, piece: int,
+              cut: tuple[int, int], consumed: int) -> P.PiecePlan:
+        """Source ``source``'s part of piece ``piece`` (mixed positions ``cut``)."""
+        def count(t: int) -> int:
+            return P.mix_counts(self.weights, t)[source]
+
+        a, b = count(cut[0]), count(cut[1])
+        return P.plan_range(layout, rank=rank, per_rank=per_rank, start=a, stop=b,
+                            skip=count(cut[0] + consumed) - a, piece=piece, source=source)
+
+    def _tables(self, plans: list[list[P.PiecePlan]],
+                ranges: list[tuple[int, int]]) -> Iterator[pa.Table]:
+        """The rows of the plans in delivery order: one source's stream, or the mix."""
+        windows = self._windows()
+        streams = []
+        for s, src in enumerate(self.sources):
+            reader = RowGroupReader(src.selection, src.columns, src.filters, cache=self.cache)
+            depth = default_depth(src.selection) if self.prefetch_depth is None \
+                else self.prefetch_depth
+            stream = piece_tables(reader, plans[s], sizes=src.sizes, depth=depth,
+                                  windows=None if windows is None else windows[s])
+            streams.append(_closing(stream, reader))
+        if not self.mixed:
+            return streams[0]
+        conformed = [_conformed(stream, src, self.schema)
+                     for src, stream in zip(self.sources, streams, strict=True)]
+        return _closing(merge(conformed, self.weights, ranges), *streams)
 
     def _generate(self, topology: Topology, epoch: int, start: Progress) -> Iterator[Any]:
-        pieces, plans = self._plans(topology, epoch, start)
-        delivery = _Delivery(epoch, start, pieces, [plan.remaining for plan in plans],
+        pieces = P.pieces_of_workers(topology.workers, start.pieces,
+                                     start.rotation)[topology.worker]
+        plans, ranges = self._plans(topology, epoch, start, pieces)
+        delivery = _Delivery(epoch, start, pieces, [b - a for a, b in ranges],
                              topology.worker, topology.workers)
         self._delivery = delivery
-        reader = RowGroupReader(self.selection, self.columns, self.filters, cache=self.cache)
-        depth = default_depth(self.selection) if self.prefetch_depth is None \
-            else self.prefetch_depth
-        tables = piece_tables(reader, plans, sizes=self._sizes, windows=self._windows(),
-                              depth=depth)
+        tables = self._tables(plans, ranges)
         try:
             if self.batch_size is None:
                 yield from self._rows(tables, delivery)
@@ -327,8 +409,9 @@ class PygestorDataset(IterableDataset):
             if get_worker_info() is None:
                 self.cursor.finished(epoch)
         finally:
-            tables.close()
-            reader.close()
+            close = getattr(tables, "close", None)
+            if close is not None:
+                close()
 
     def _rows(self, tables: Iterator[pa.Table], delivery: _Delivery) -> Iterator[Any]:
         for table in tables:
@@ -364,10 +447,16 @@ class PygestorDataset(IterableDataset):
 
     # ------------------------------------------------------------------ resume
     def _state(self, world_size: int, epoch: int, progress: Progress | None) -> EpochState:
-        facts = {"ref": self.ref, "shuffle": self.shuffle, "drop_last": self.drop_last,
-                 "world_size": world_size, "window": self._window(),
-                 "num_rows": self.num_rows,
-                 "samples_per_rank": self.samples_per_rank(world_size)}
+        n = self.samples_per_rank(world_size)
+        facts: dict[str, Any] = {
+            "ref": self.ref, "shuffle": self.shuffle, "drop_last": self.drop_last,
+            "world_size": world_size, "window": self._window(), "num_rows": self.num_rows,
+            "samples_per_rank": n, "samples_per_epoch": self.samples_per_epoch,
+            "stopping": self.stopping}
+        if self.mixed:
+            facts["weights"] = {src.ref: src.weight for src in self.sources}
+            facts["sources"] = dict(zip([src.ref for src in self.sources],
+                                        _contributed(self.weights, n, progress), strict=True))
         return EpochState(epoch, self.seed, self.fingerprint(world_size), progress, facts)
 
     def state_dict(self, loader: DataLoader | None = None,
@@ -466,9 +555,42 @@ def _delivered(delivery: _Delivery, in_worker: bool) -> Progress:
     return Progress(start.pieces, start.block, tuple(consumed), 0, 1)
 
 
+def _contributed(weights: tuple[int, ...], n: int, progress: Progress | None) -> list[int]:
+    """Samples each source of a mix gave this rank (a worker's view: that worker's pieces)."""
+    if progress is None:
+        return [0] * len(weights)
+    cuts = P.worker_pieces(n, progress.pieces, progress.block)
+    own = range(progress.pieces) if progress.worker is None else P.pieces_of_workers(
+        progress.loader_workers, progress.pieces, progress.rotation)[progress.worker]
+    total = [0] * len(weights)
+    for k in own:
+        start = P.mix_counts(weights, cuts[k][0])
+        now = P.mix_counts(weights, cuts[k][0] + progress.consumed[k])
+        total = [t + b - a for t, a, b in zip(total, start, now, strict=True)]
+    return total
+
+
+def _conformed(tables: Iterator[pa.Table], source: Source, schema: pa.Schema
+               ) -> Iterator[pa.Table]:
+    """A mix source's tables after its transform, with the mix's columns and types."""
+    for table in tables:
+        yield conform(apply_transform(source.transform, table, source.ref), schema)
+
+
+def _closing(tables: Iterator[pa.Table], *closers: Any) -> Iterator[pa.Table]:
+    """``tables``; closes it and ``closers`` when done or closed early."""
+    try:
+        yield from tables
+    finally:
+        for item in (tables, *closers):
+            close = getattr(item, "close", None)
+            if close is not None:
+                close()
+
+
 def _check_arguments(*, batch_size: Any, loader_batch_size: Any, shuffle_buffer: Any,
                      format: Any, seed: Any, transform: Any, rank: Any,  # noqa: A002
-                     world_size: Any) -> None:
+                     world_size: Any, samples_per_epoch: Any, stopping: Any) -> None:
     if batch_size is not None:
         check_batch_size(batch_size)
     if loader_batch_size is not None:
@@ -485,6 +607,10 @@ def _check_arguments(*, batch_size: Any, loader_batch_size: Any, shuffle_buffer:
         raise ConfigError("give both rank and world_size, or neither")
     if rank is not None:
         resolve_topology(rank, world_size, environ={}, worker_info=(0, 0))  # validates
+    if samples_per_epoch is not None:
+        check_batch_size(samples_per_epoch, "samples_per_epoch")
+    if stopping is not None and stopping not in P.STOPPING:
+        raise ConfigError(f"stopping must be one of {', '.join(P.STOPPING)}, got {stopping!r}")
 
 
 def _check_compatible(dataset: PygestorDataset, state: EpochState, world_size: int) -> None:
@@ -533,18 +659,3 @@ def _manager(manager: Any, settings: Settings | None, data_dir: str | None) -> A
     if data_dir is not None:
         return Manager(Settings.load(data_dir=data_dir))
     return default_manager()
-
-
-def _count_matches(selection: Selection, filters: Any, schema: pa.Schema, cache: bool | None,
-                   depth: int | None) -> np.ndarray:
-    """Rows of every row group that pass ``filters`` (reads only the filter columns)."""
-    columns = filter_columns(filters, schema)
-    reader = RowGroupReader(selection, columns, filters, cache=cache)
-    tasks = [selection.locate(g) for g in range(len(selection.row_group_sizes))]
-    depth = max(depth or 0, default_depth(selection), 4)
-    try:
-        counts = prefetch(lambda task: reader.count(*task) if selection.partitions[task[0]]
-                          .row_groups[task[1]] else 0, tasks, depth, depth)
-        return np.fromiter(counts, dtype=np.int64, count=len(tasks))
-    finally:
-        reader.close()

@@ -48,8 +48,10 @@ import bisect
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -306,7 +308,8 @@ class Window(NamedTuple):
 
 @dataclass(frozen=True)
 class PiecePlan:
-    """What one piece of one rank's epoch holds, and what of it is left after a resume.
+    """What one piece of one rank's epoch holds (of one source, in a mix), and what of it is
+    left after a resume.
 
     ``slices`` cover the whole piece (rank-span positions ``[start, start + samples)``) in
     delivery order; the first ``skip`` samples were delivered before a resume.
@@ -320,6 +323,7 @@ class PiecePlan:
     samples: int
     skip: int
     slices: tuple[Slice, ...]
+    source: int = 0
     _ends: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -389,7 +393,7 @@ def plan_piece(
     block: int = 1,
     skip: int = 0,
 ) -> PiecePlan:
-    """Plan piece ``piece`` of the ``num_pieces`` pieces of rank ``rank``'s span.
+    """Plan piece ``piece`` of the ``num_pieces`` pieces of rank ``rank``'s span (one source).
 
     Args:
         layout: the epoch's sequence (:func:`epoch_layout`); reusable across ranks and pieces.
@@ -398,22 +402,143 @@ def plan_piece(
         drop_last: drop the tail (``N // W`` per rank) instead of padding (``ceil(N / W)``).
         block: alignment of the cut (e.g. the batch size); see :func:`worker_pieces`.
         skip: samples of the piece already delivered (resume).
-
-    Raises:
-        IntegrityError: ``skip`` is negative or beyond the piece.
     """
     _check_world(rank, world_size)
     if not 0 <= piece < max(num_pieces, 1):
         raise ConfigError(f"piece must be in [0, {max(num_pieces, 1)}), got {piece}")
     n = samples_per_rank(layout.total, world_size, drop_last)
     a, b = worker_pieces(n, num_pieces, block)[piece]
-    if not 0 <= skip <= b - a:
+    return plan_range(layout, rank=rank, per_rank=n, start=a, stop=b, skip=skip, piece=piece)
+
+
+def plan_range(layout: EpochLayout, *, rank: int, per_rank: int, start: int, stop: int,
+               skip: int = 0, piece: int = 0, source: int = 0) -> PiecePlan:
+    """Plan rank-span positions ``[start, stop)`` of rank ``rank``, whose span is ``per_rank``
+    samples of ``layout``'s sequence (wrapping around its end as often as needed).
+
+    Raises:
+        IntegrityError: ``skip`` is negative or beyond the range.
+    """
+    if not 0 <= skip <= stop - start:
         raise IntegrityError(f"resume state says piece {piece} consumed {skip} samples but it "
-                             f"holds {b - a}; the data, world size or batch size changed since "
-                             "it was saved")
-    positions = rank_to_global([(a, b)], rank, n, layout.total)
-    return PiecePlan(rank, piece, layout.seed, layout.epoch, a, b - a, skip,
-                     tuple(layout.slices(positions)))
+                             f"holds {stop - start}; the data, world size or batch size changed "
+                             "since it was saved")
+    positions = rank_to_global([(start, stop)], rank, per_rank, layout.total)
+    return PiecePlan(rank, piece, layout.seed, layout.epoch, start, stop - start, skip,
+                     tuple(layout.slices(positions)), source)
+
+
+# --------------------------------------------------------------------------------------------
+# Mixing several sources
+
+
+def mix_weights(weights: Sequence[float | int | Fraction]) -> tuple[int, ...]:
+    """Positive weights as the smallest integers in the same proportions (decimal weights are
+    taken exactly as written, to six digits).
+
+    Raises:
+        ConfigError: a weight is not a positive number.
+    """
+    exact = []
+    for weight in weights:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, Fraction)) or \
+                not weight > 0 or weight != weight or weight == float("inf"):
+            raise ConfigError(f"mix weights must be positive numbers, got {weight!r}")
+        exact.append(Fraction(str(weight)).limit_denominator(10**6) if isinstance(weight, float)
+                     else Fraction(weight))
+    common = math.lcm(*(f.denominator for f in exact))
+    ints = [int(f * common) for f in exact]
+    divisor = math.gcd(*ints)
+    return tuple(i // divisor for i in ints)
+
+
+def mix_counts(weights: Sequence[int], t: int) -> list[int]:
+    """Samples of each source among the first ``t`` positions of a rank's mixed sequence.
+
+    The sources are halved recursively; at each split the left half gets ``round(t * left /
+    total)`` positions (halves up), the right half the rest. So every prefix of the sequence
+    holds each source within about ``log2(sources) / 2`` samples of its exact share, the counts
+    never decrease as ``t`` grows, and they always add up to ``t``. Exact integers.
+    """
+    if len(weights) == 1:
+        return [t]
+    half = len(weights) // 2
+    left, total = sum(weights[:half]), sum(weights)
+    take = (2 * t * left + total) // (2 * total)
+    return mix_counts(weights[:half], take) + mix_counts(weights[half:], t - take)
+
+
+def mix_sources(weights: Sequence[int], start: int, stop: int) -> np.ndarray:
+    """The source of every position ``start <= t < stop`` of the mixed sequence (the one
+    whose count grows from ``t`` to ``t + 1``), vectorized."""
+    risky = 2 * (stop + 1) * sum(weights) >= 1 << 62  # int64 would overflow: Python ints
+    positions = np.arange(start, stop + 1, dtype=object if risky else np.int64)
+
+    def counts(ws: Sequence[int], t: np.ndarray) -> list[np.ndarray]:
+        if len(ws) == 1:
+            return [t]
+        half = len(ws) // 2
+        left, total = sum(ws[:half]), sum(ws)
+        take = (2 * t * left + total) // (2 * total)
+        return counts(ws[:half], take) + counts(ws[half:], t - take)
+
+    if len(weights) == 1:
+        return np.zeros(max(stop - start, 0), dtype=np.int64)
+    grown = np.diff(np.stack(counts(list(weights), positions)), axis=1).astype(np.int64)
+    return np.argmax(grown, axis=0).astype(np.int64)
+
+
+STOPPING = ("repeat", "first_exhausted", "all_exhausted")
+
+
+def mix_per_rank(rows: Sequence[int], weights: Sequence[int], world_size: int, *,
+                 samples_per_epoch: int | None, stopping: str, drop_last: bool = False) -> int:
+    """Samples every rank gets in one epoch of a mix of sources holding ``rows`` rows.
+
+    - ``repeat``: ``samples_per_epoch`` over the ranks (``// world_size`` with ``drop_last``,
+      else rounded up); a source that runs out starts over.
+    - ``first_exhausted``: the most samples with which no source is read more than once
+      (over all ranks).
+    - ``all_exhausted``: the fewest samples with which every source is read whole at least
+      once (the ones that run out first start over).
+
+    ``samples_per_epoch`` also caps the two others. One source with ``drop_last`` and no
+    ``samples_per_epoch`` is the plain rule: ``first_exhausted`` is ``N // W``,
+    ``all_exhausted`` ``ceil(N / W)``.
+    """
+    _check_world(0, world_size)
+    if stopping not in STOPPING:
+        raise ConfigError(f"stopping must be one of {', '.join(STOPPING)}, got {stopping!r}")
+    cap = None if samples_per_epoch is None else (
+        samples_per_epoch // world_size if drop_last else -(-samples_per_epoch // world_size))
+    if stopping == "repeat":
+        if cap is None:
+            raise ConfigError("stopping='repeat' needs samples_per_epoch= (how many samples an "
+                              "epoch holds); or stop when a source runs out: "
+                              "stopping='first_exhausted' or 'all_exhausted'")
+        return cap
+
+    def fits(n: int) -> bool:  # no source read more than once
+        return all(world_size * c <= r for c, r in zip(mix_counts(weights, n), rows,
+                                                       strict=True))
+
+    def covers(n: int) -> bool:  # every source read whole
+        return all(world_size * c >= r for c, r in zip(mix_counts(weights, n), rows,
+                                                       strict=True))
+
+    if stopping == "first_exhausted":
+        lo, hi = 0, sum(rows) // world_size + 1  # the largest n that fits
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        n = lo
+    else:
+        lo, hi = -1, (sum(rows) + len(rows)) * sum(weights) + 1  # the smallest n that covers
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if covers(mid) else (mid, hi)
+        n = hi
+    return n if cap is None else min(n, cap)
 
 
 # --------------------------------------------------------------------------------------------
@@ -619,7 +744,7 @@ def resume_after_batches(
 
 
 def window_order(seed: int, epoch: int, window_start: int, length: int, *, rank: int = 0,
-                 strata: int = 256) -> np.ndarray:
+                 strata: int = 256, source: int = 0) -> np.ndarray:
     """The delivery order of a window's ``length`` rows (indices into the window as read).
 
     Stratified: the window is cut into ``strata`` contiguous strata of near-equal size; round
@@ -627,7 +752,7 @@ def window_order(seed: int, epoch: int, window_start: int, length: int, *, rank:
     stratum's rows in a random order. So any round, and any batch that is a round, holds rows
     from ``strata`` places spread over the whole window, where a uniform permutation leaves
     some places out and takes others twice. Deterministic for (seed, epoch, rank, the window's
-    rank-span position ``window_start``); ``O(length)``.
+    rank-span position ``window_start``, ``source`` in a mix); ``O(length)``.
     """
     s = max(1, min(strata, length))
     base = length // s  # rows of the short strata; the long ones have one more
@@ -638,7 +763,7 @@ def window_order(seed: int, epoch: int, window_start: int, length: int, *, rank:
         matrix = np.full((s, base + 1), -1, dtype=np.int64)
         matrix[np.arange(base + 1)[None, :] < sizes[:, None]] = np.arange(length)
     rng = np.random.Generator(np.random.PCG64(
-        seed_sequence(seed, epoch, _WINDOW_STREAM, rank, window_start)))
+        seed_sequence(seed, epoch, _WINDOW_STREAM, rank, window_start, source)))
     rng.permuted(matrix[:, :base], axis=1, out=matrix[:, :base])  # each stratum in random order
     long = np.flatnonzero(sizes > base)
     if long.size and base:  # a long stratum's last row goes to a random place of its order

@@ -90,7 +90,7 @@ def _ordered(windows: Iterator[tuple[pa.Table, Unit]], strata: int) -> Iterator[
     for table, (_, w, plan) in windows:
         assert w is not None
         order = P.window_order(plan.seed, plan.epoch, w.position, w.length, rank=plan.rank,
-                               strata=strata)
+                               strata=strata, source=plan.source)
         yield table.take(pa.array(order[w.discard:]))
 
 
