@@ -946,3 +946,119 @@ def test_plan_and_snippet_show_a_mix(mixed):
     run = subprocess.run([sys.executable, "-c", code["mix"]], capture_output=True, text=True,
                          env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+# ============================================================================================
+# Nulls, the plain DataLoader, bad arguments, ended epochs
+
+
+@pytest.fixture
+def with_nulls(tmp_path: Path) -> Any:
+    """Nulls in every kind of column, the very first row included."""
+    (tmp_path / "nulls").mkdir()
+    n = 300
+    table = pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "count": pa.array([None if i % 7 == 0 else i for i in range(n)], pa.int64()),
+        "score": pa.array([None if i % 5 == 0 else i / 4 for i in range(n)], pa.float32()),
+        "flag": pa.array([None if i % 11 == 0 else i % 2 == 0 for i in range(n)], pa.bool_()),
+        "text": pa.array([None if i % 3 == 0 else f"t{i}" for i in range(n)], pa.string()),
+    })
+    pq.write_table(table, tmp_path / "nulls" / "part.parquet", row_group_size=100)
+    return build(make_manager(str(tmp_path / "data")), tmp_path / "nulls", name="nulls")
+
+
+def test_rows_with_nulls_collate_like_batches(with_nulls):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pygestor import PygestorDataset
+
+    rows = list(DataLoader(PygestorDataset("nulls", manager=with_nulls), batch_size=32))
+    ready = list(PygestorDataset("nulls", batch_size=32, manager=with_nulls))
+    assert len(rows) == len(ready) == 10
+    for collated, batch in zip(rows, ready, strict=True):
+        assert set(collated) == set(batch)
+        for name in ("count", "score", "flag"):
+            assert collated[name].dtype == batch[name].dtype, name
+            assert torch.equal(torch.isnan(collated[name]), torch.isnan(batch[name]))
+            assert torch.equal(torch.nan_to_num(collated[name]), torch.nan_to_num(batch[name]))
+        assert collated["text"] == batch["text"]
+    assert rows[0]["text"][:2] == ["", "t1"], "a null string is an empty one"
+    assert rows[0]["score"].dtype == torch.float32, "float32 stays float32 in both modes"
+    assert torch.isnan(rows[0]["count"][0]) and rows[0]["count"][1] == 1
+
+
+def test_a_plain_dataloader_hands_ready_batches_through(toy):
+    import torch
+    from torch.utils.data import DataLoader
+    from torch.utils.data._utils.collate import default_convert
+
+    from pygestor.loaders.torch import Batch
+
+    ds = dataset(toy, columns=["id", "x", "text"], batch_size=64)
+    batch = next(iter(ds))
+    assert isinstance(batch, Batch) and default_convert(batch) is batch, "not walked"
+    first = next(iter(DataLoader(ds, batch_size=None)))
+    assert isinstance(first, Batch) and first["text"][1] == "row 1 lorem"
+    assert dict(first).keys() == {"id", "x", "text"} and list(first) == ["id", "x", "text"]
+    assert (lambda **kw: sorted(kw))(**first) == ["id", "text", "x"]
+    moved = first.to(torch.float64)
+    assert moved["id"].dtype == torch.float64 and moved["text"] == first["text"]
+    workers = next(iter(DataLoader(ds, batch_size=None, num_workers=2)))
+    assert isinstance(workers, Batch) and torch.equal(workers["id"], first["id"])
+
+
+def test_bad_columns_and_filters_fail_at_construction(toy):
+    from pygestor.errors import ConfigError
+    from pygestor.loaders.arrow import load
+    from pygestor.loaders.batches import iter_batches
+
+    for call in (lambda **kw: dataset(toy, **kw), lambda **kw: iter_batches(toy, "toy/train", **kw),
+                 lambda **kw: load(toy, "toy/train", **kw)):
+        with pytest.raises(ConfigError, match=r"columns=\[\] selects no column"):
+            call(columns=[])
+        with pytest.raises(ConfigError, match=r"cannot apply filters .* to these columns"):
+            call(filters=[("id", "<", "x")])
+        with pytest.raises(ConfigError, match=r"cannot apply filters .* to these columns"):
+            import pyarrow.dataset as pads
+
+            call(filters=pads.field("nope") > 1)
+
+
+def test_a_partition_removed_under_a_live_dataset_is_a_clear_error(toy):
+    from pygestor import PygestorDataLoader
+    from pygestor.errors import IntegrityError
+
+    for workers in (0, 2):
+        ds = dataset(toy, columns=["id"], batch_size=100)
+        iterator = iter(PygestorDataLoader(ds, num_workers=workers, handoff_rows=0,
+                                           prefetch_factor=1 if workers else None))
+        next(iterator)
+        toy.remove("toy/train", partitions=["part-00005.parquet", "part-00006.parquet"])
+        with pytest.raises(IntegrityError, match=r"part-0000[56]\.parquet .*file is gone"):
+            list(iterator)
+        toy.download("toy/train", progress=False)
+
+
+def test_an_ended_epoch_resumes_the_same_way_with_any_worker_count(toy):
+    import torchdata.stateful_dataloader as stateful
+
+    kwargs = {"columns": ["id"], "batch_size": 100, "shuffle": True, "seed": 4}
+    after = {}
+    for workers in (0, 2):
+        loader = stateful.StatefulDataLoader(dataset(toy, **kwargs), batch_size=None,
+                                             num_workers=workers)
+        whole = ids_of(list(loader))
+        state = loader.state_dict()
+        again = stateful.StatefulDataLoader(dataset(toy, **kwargs), batch_size=None,
+                                            num_workers=workers)
+        again.load_state_dict(state)
+        after[workers] = ids_of(list(again))
+        assert after[workers] == whole, "a new pass of the same epoch, as torchdata intends"
+        moved = dataset(toy, **kwargs)
+        moved.set_epoch(1)
+        following = stateful.StatefulDataLoader(moved, batch_size=None, num_workers=workers)
+        following.load_state_dict(state)
+        assert sorted(ids_of(list(following))) == list(range(TOTAL))
+    assert sorted(after[0]) == sorted(after[2]) == list(range(TOTAL)), "both a whole pass"

@@ -54,7 +54,7 @@ from pygestor.loaders.shuffle import Windows, piece_tables
 from pygestor.loaders.state import Cursor, EpochState, Progress
 from pygestor.loaders.stream import Filters, RowGroupReader
 from pygestor.loaders.topology import Topology, distributed_topology, resolve_topology
-from pygestor.loaders.torch import batch_to_torch, check_stack
+from pygestor.loaders.torch import batch_rows, batch_to_torch, check_stack
 from pygestor.selection import Selection
 
 ROWS_CHUNK = 4096
@@ -75,6 +75,7 @@ class _Delivery:
     worker: int
     workers: int
     delivered: int = 0
+    ended: bool = False  # the iteration ran to its end in the main process
 
 
 class PygestorDataset(IterableDataset):
@@ -113,9 +114,11 @@ class PygestorDataset(IterableDataset):
             DDP job cannot hang on uneven ranks.
         rank, world_size: explicit topology (default: resolved when iteration starts).
     What to yield:
-        batch_size: None yields rows (dicts); an int yields ready batches of that many rows
-            (dicts of tensors by default; use ``DataLoader(ds, batch_size=None)``). Every batch
-            is full except the last one of a rank's epoch.
+        batch_size: None yields rows (dicts of numpy scalars and strings: what PyTorch's
+            default collate turns into the tensors of the batches mode, nulls included); an int
+            yields ready batches of that many rows (:class:`~pygestor.loaders.torch.Batch`:
+            tensors and lists by default; ``DataLoader(ds, batch_size=None)`` passes them
+            through). Every batch is full except the last one of a rank's epoch.
         format: batch format in batches mode: ``torch`` (default), ``numpy``, ``arrow``,
             ``pandas`` or ``dict``.
         stack: numeric columns to hand over as ONE 2-D tensor per batch: a list of columns
@@ -407,6 +410,7 @@ class PygestorDataset(IterableDataset):
                 done = sum(start.consumed[k] for k in pieces) // self.batch_size
                 yield from self._batches(tables, delivery, done)
             if get_worker_info() is None:
+                delivery.ended = True
                 self.cursor.finished(epoch)
         finally:
             close = getattr(tables, "close", None)
@@ -414,9 +418,10 @@ class PygestorDataset(IterableDataset):
                 close()
 
     def _rows(self, tables: Iterator[pa.Table], delivery: _Delivery) -> Iterator[Any]:
+        """Rows as dicts of the values the batches mode would hand out (collate-safe)."""
         for table in tables:
             for offset in range(0, table.num_rows, ROWS_CHUNK):
-                for row in table.slice(offset, ROWS_CHUNK).to_pylist():
+                for row in batch_rows(table.slice(offset, ROWS_CHUNK)):
                     delivery.delivered += 1
                     yield row if self.transform is None else self.transform(row)
 
@@ -464,7 +469,9 @@ class PygestorDataset(IterableDataset):
         """Where this rank is in the epoch, as plain data (save it with ``torch.save`` or JSON).
 
         - In the process that iterates the dataset (``num_workers=0``), call it without
-          arguments: it counts what was yielded.
+          arguments: it counts what was yielded. Once an iteration ran to its end, the state
+          is the epoch's start (the next iteration reads it whole, as torchdata's
+          ``StatefulDataLoader`` does after an ended epoch, with workers or without).
         - With a plain ``DataLoader`` and workers, pass the loader and the number of batches you
           received this epoch: ``ds.state_dict(loader=loader, batches=k)``. Or use
           :class:`PygestorDataLoader`, which counts for you (``loader.state_dict()``).
@@ -484,7 +491,9 @@ class PygestorDataset(IterableDataset):
                 drop_incomplete=bool(loader.drop_last) and self.batch_size is None).to_dict()
         topology = resolve_topology(self.rank, self.world_size, captured=self._captured)
         delivery = self._delivery
-        if delivery is None or delivery.epoch != self.cursor.epoch:
+        if delivery is None or delivery.epoch != self.cursor.epoch or delivery.ended:
+            # nothing read yet, or an iteration that ended: the next one starts afresh (as
+            # torchdata starts a new pass after an ended epoch, with workers or without)
             return self._state(topology.world_size, self.cursor.epoch,
                                self.cursor.start()).to_dict()
         return self._state(topology.world_size, delivery.epoch,

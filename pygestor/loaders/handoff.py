@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from pygestor.loaders.torch import Batch
+
 __all__ = ["Bundle", "keep_batch"]
 
 
@@ -49,12 +51,19 @@ class Bundle:
         return Bundle([pin_memory(batch) for batch in self.batches])
 
 
+class _Skeleton(NamedTuple):
+    """A batch with its tensors replaced by slots of the bundle's buffer."""
+
+    columns: dict[str, Any]
+    is_batch: bool  # a Batch (else a dict)
+
+
 def _pack_bundle(batches: list[Any]) -> tuple[torch.Tensor, list[Any]]:
     tensors: list[tuple[torch.Tensor, int]] = []
     skeletons: list[Any] = []
     total = 0
     for batch in batches:
-        if not isinstance(batch, dict):
+        if not isinstance(batch, (dict, Batch)):
             skeletons.append(batch)
             continue
         skeleton = {}
@@ -68,7 +77,7 @@ def _pack_bundle(batches: list[Any]) -> tuple[torch.Tensor, list[Any]]:
                 total += -(-nbytes // 64) * 64
             else:
                 skeleton[key] = value
-        skeletons.append(skeleton)
+        skeletons.append(_Skeleton(skeleton, isinstance(batch, Batch)))
     buffer = torch.empty(total, dtype=torch.uint8)
     for value, offset in tensors:
         if value.numel():
@@ -80,9 +89,10 @@ def _pack_bundle(batches: list[Any]) -> tuple[torch.Tensor, list[Any]]:
 def _unpack_bundle(buffer: torch.Tensor, skeletons: list[Any]) -> Bundle:
     batches = []
     for skeleton in skeletons:
-        if isinstance(skeleton, dict):
-            skeleton = {key: buffer[v.offset:v.offset + v.nbytes].view(v.dtype).view(v.shape)
-                        if isinstance(v, _Slot) else v for key, v in skeleton.items()}
+        if isinstance(skeleton, _Skeleton):
+            columns = {key: buffer[v.offset:v.offset + v.nbytes].view(v.dtype).view(v.shape)
+                       if isinstance(v, _Slot) else v for key, v in skeleton.columns.items()}
+            skeleton = Batch(columns) if skeleton.is_batch else columns
         batches.append(skeleton)
     return Bundle(batches)
 
@@ -91,7 +101,8 @@ def keep_batch(batch: Any) -> Any:
     """A ``collate_fn`` that hands ready batches over unchanged.
 
     PyTorch's default for ``batch_size=None`` (``default_convert``) walks every element of
-    every list, so a batch with a column of 256 strings costs hundreds of Python calls; ready
-    batches from :class:`PygestorDataset` are already tensors and lists.
+    every list of a dict; ready batches from :class:`PygestorDataset` are
+    :class:`~pygestor.loaders.torch.Batch` objects, which it passes through anyway, but a
+    ``transform`` may return dicts.
     """
     return batch

@@ -59,11 +59,22 @@ SPECULATE_MAX = 64 << 20
 
 
 def to_expression(filters: Filters, schema: pa.Schema) -> pads.Expression | None:
-    """Validate ``filters`` against ``schema`` and turn them into a pyarrow expression."""
+    """Validate ``filters`` against ``schema`` (columns, operators, and the values' types
+    against the columns', so a bad filter fails here, not at the first batch) and turn them
+    into a pyarrow expression."""
     if filters is None:
         return None
-    if isinstance(filters, pads.Expression):
-        return filters
+    expression = filters if isinstance(filters, pads.Expression) else _dnf_expression(
+        filters, schema)
+    try:
+        schema.empty_table().filter(expression)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise ConfigError(f"cannot apply filters {filters!r} to these columns: "
+                          f"{str(exc).splitlines()[0]}") from None
+    return expression
+
+
+def _dnf_expression(filters: Any, schema: pa.Schema) -> pads.Expression:
     if not isinstance(filters, (list, tuple)) or not filters:
         raise ConfigError(f"filters must be a non-empty list of (column, op, value) tuples, got "
                           f"{filters!r}")
@@ -93,6 +104,9 @@ def check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str] | N
         return None
     if isinstance(columns, str):
         columns = [columns]
+    if not columns:
+        raise ConfigError("columns=[] selects no column, so every batch would be empty; name "
+                          "at least one column, or pass None for all of them")
     missing = [c for c in columns if c not in schema.names]
     if missing:
         raise ConfigError(f"unknown column(s) {', '.join(map(repr, missing))}; columns: "
