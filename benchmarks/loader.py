@@ -188,8 +188,13 @@ def case_pygestor(ctx: dict[str, Any], fmt: str = "arrow", batch: int = ARROW_BA
     return run
 
 
+MIX = {"mix-web": 0.7, "mix-code": 0.2, "mix-books": 0.1}
+MIX_FILES = {"mix-web": range(0, 5), "mix-code": range(5, 7), "mix-books": range(7, 8)}
+"""Three datasets made of the benchmark's files (5, 2 and 1 of 8), mixed 0.7 / 0.2 / 0.1."""
+
+
 def case_loader(ctx: dict[str, Any], workers: int = 0, stack: bool = False,
-                shuffle: bool = False, plain: bool = False) -> Run:
+                shuffle: bool = False, plain: bool = False, mix: bool = False) -> Run:
     """Ready batches of 256 from PygestorDataset, through a plain DataLoader(batch_size=None)
     (PyTorch's default_convert walks every string of the text column) or PygestorDataLoader
     (batches pass through; with workers, ~4096 rows per hand-off in one shared buffer)."""
@@ -200,9 +205,10 @@ def case_loader(ctx: dict[str, Any], workers: int = 0, stack: bool = False,
     from pygestor import PygestorDataLoader, PygestorDataset
 
     run = Run()
-    ds = PygestorDataset(ctx["ref"], batch_size=TORCH_BATCH, shuffle=shuffle, seed=1,
-                         stack=FEATURES if stack else None,
-                         stack_dtype=torch.float32 if stack else None)
+    mixed: dict[str, Any] = {"samples_per_epoch": ctx["rows"]} if mix else {}
+    ds = PygestorDataset(MIX if mix else ctx["ref"], batch_size=TORCH_BATCH, shuffle=shuffle,
+                         seed=1, stack=FEATURES if stack else None,
+                         stack_dtype=torch.float32 if stack else None, **mixed)
     if plain:
         loader: Any = DataLoader(ds, batch_size=None, num_workers=workers)
     else:
@@ -360,6 +366,11 @@ CASES: dict[str, tuple[str, Any]] = {
     "loader0_shuffle": ("PygestorDataLoader shuffled, 0 workers",
                         lambda ctx: case_loader(ctx, shuffle=True)),
     "loader0_shuffle_4x": ("  ... 4x data", lambda ctx: case_loader(ctx, shuffle=True)),
+    "mix0": ("  ... 3 subsets mixed 0.7/0.2/0.1, 1 M samples",
+             lambda ctx: case_loader(ctx, shuffle=True, mix=True)),
+    "mix2": ("  ... mixed, 2 workers", lambda ctx: case_loader(ctx, 2, shuffle=True, mix=True)),
+    "pdl2_shuffle": ("PygestorDataLoader shuffled, 2 workers",
+                     lambda ctx: case_loader(ctx, 2, shuffle=True)),
     "pyg_arrow_4x": ("pygestor.iter_batches arrow, 4x data", case_pygestor),
     "pdl0_4x": ("PygestorDataLoader 0 workers, 4x data", case_loader),
     "s3_naive": ("S3: naive sequential s3fs + pyarrow", case_s3_naive),
@@ -384,7 +395,7 @@ LOCAL_ORDER = ["raw_arrow", "pyg_arrow", "pyg_arrow_unverified", "pyg_load",
                "loader0", "pdl0",
                "pdl0_unverified", "pdl0_stack", "loader2_stack", "pdl2", "pdl2_stack",
                "hf_arrow", "hf_torch", "hf_torch_iter", "hf_torch2", "loader0_shuffle",
-               "loader0_shuffle_4x", "pdl0_4x", "pyg_arrow_4x"]
+               "loader0_shuffle_4x", "mix0", "pdl2_shuffle", "mix2", "pdl0_4x", "pyg_arrow_4x"]
 S3_ORDER = ["s3_naive", "s3_fsspec", "s3_pyg_arrow", "s3_openpq",
             "s3_pyg_unverified", "s3_warm", "s3_loader2", "s3_cached", "s3_hf_arrow"]
 CALLS = {"s3_warm": 2, "s3_cached": 2}  # runs per measurement (requests are divided)
@@ -653,6 +664,13 @@ def main() -> None:
         seconds = register(data_dir, "bench", work / "src")
         seconds4 = register(data_dir, "bench4x", four) \
             if any(selected(n, args.only) for n in LOCAL_ORDER if n.endswith("_4x")) else 0.0
+        if any(selected(n, args.only) for n in LOCAL_ORDER if n.startswith("mix")):
+            for name, files in MIX_FILES.items():
+                folder = work / name
+                folder.mkdir()
+                for index in files:
+                    os.link(source[index], folder / source[index].name)
+                register(data_dir, name, folder)
         size = sum(p.stat().st_size for p in (work / "data" / "bench").rglob("*.parquet"))
         print(f"data: {args.rows:,} rows, {size / 1e6:.0f} MB of parquet in "
               f"{len(list((work / 'data' / 'bench').rglob('*.parquet')))} partitions "
@@ -761,6 +779,10 @@ def report(results: dict[str, dict[str, Any]], order: list[str], s3_order: list[
         print(note)
 
 
+def _fmt(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.2f}x"
+
+
 def targets(results: dict[str, dict[str, Any]]) -> None:
     def rate(name: str) -> float | None:
         return results.get(name, {}).get("rows_per_s")
@@ -813,6 +835,9 @@ def targets(results: dict[str, dict[str, Any]]) -> None:
     shuffled, plain = steady("loader0_shuffle"), steady("pdl0")
     check("  ... after the first batch (the first window is read whole before it)",
           shuffled / plain if shuffled and plain else None, 0.9)
+    print(f"  3-subset mix / one source, shuffled, 0 workers: "
+          f"{_fmt(ratio('mix0', 'loader0_shuffle'))}; 2 workers: "
+          f"{_fmt(ratio('mix2', 'pdl2_shuffle'))}")
     for name, base in (("pyg_arrow_4x", None), ("loader0_shuffle_4x", "loader0_shuffle")):
         one = results.get(base or "pyg_arrow", {}).get("rss_mb")
         four = results.get(name, {}).get("rss_mb")

@@ -228,6 +228,8 @@ def test_epoch_state_round_trips_and_refuses_what_is_not_ours():
     view = EpochState(3, 7, "f" * 32, Progress(3, 8, (8, 16, 0), 1, 3, worker=0))
     assert view.samples_consumed == 16, "worker 0 with rotation 1 reads piece 1"
     assert EpochState.from_dict(view.to_dict()) == view
+    with pytest.raises(IntegrityError, match="another version of Pygestor"):
+        EpochState.from_dict({**data, "format": "pygestor.dataset-state/1"})
     for bad in ({"epoch": 1}, {**data, "progress": {"pieces": 2}},
                 {**data, "progress": {**data["progress"], "consumed": [1]}},
                 {**data, "epoch": -1}, {**data, "progress": {**data["progress"], "block": 0}}):

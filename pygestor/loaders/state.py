@@ -107,7 +107,13 @@ class EpochState:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EpochState:
         """A state from :meth:`to_dict`; an :class:`IntegrityError` for anything else."""
-        if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
+        found = data.get("format") if isinstance(data, Mapping) else None
+        if isinstance(found, str) and found.startswith("pygestor.dataset-state/") and \
+                found != STATE_FORMAT:
+            raise IntegrityError(f"this state was saved by another version of Pygestor "
+                                 f"({found}, this one reads {STATE_FORMAT}); it cannot be "
+                                 "resumed: start the epoch afresh")
+        if found != STATE_FORMAT:
             raise IntegrityError("not a PygestorDataset state (expected a dict from "
                                  "PygestorDataset.state_dict() or "
                                  "PygestorDataLoader.state_dict())")
