@@ -115,8 +115,10 @@ class Run:
 
     def result(self) -> dict[str, Any]:
         seconds = time.perf_counter() - self.started
+        steady = seconds - (self.first or 0.0)
         return {"rows": self.rows, "seconds": seconds, "rows_per_s": self.rows / seconds,
-                "first_batch": self.first}
+                "first_batch": self.first,
+                "steady_rows_per_s": self.rows / steady if steady > 0 else None}
 
 
 def _rows_of(batch: Any) -> int:
@@ -186,8 +188,13 @@ def case_pygestor(ctx: dict[str, Any], fmt: str = "arrow", batch: int = ARROW_BA
     return run
 
 
+MIX = {"mix-web": 0.7, "mix-code": 0.2, "mix-books": 0.1}
+MIX_FILES = {"mix-web": range(0, 5), "mix-code": range(5, 7), "mix-books": range(7, 8)}
+"""Three datasets made of the benchmark's files (5, 2 and 1 of 8), mixed 0.7 / 0.2 / 0.1."""
+
+
 def case_loader(ctx: dict[str, Any], workers: int = 0, stack: bool = False,
-                shuffle: bool = False, plain: bool = False) -> Run:
+                shuffle: bool = False, plain: bool = False, mix: bool = False) -> Run:
     """Ready batches of 256 from PygestorDataset, through a plain DataLoader(batch_size=None)
     (PyTorch's default_convert walks every string of the text column) or PygestorDataLoader
     (batches pass through; with workers, ~4096 rows per hand-off in one shared buffer)."""
@@ -198,9 +205,10 @@ def case_loader(ctx: dict[str, Any], workers: int = 0, stack: bool = False,
     from pygestor import PygestorDataLoader, PygestorDataset
 
     run = Run()
-    ds = PygestorDataset(ctx["ref"], batch_size=TORCH_BATCH, shuffle=shuffle, seed=1,
-                         stack=FEATURES if stack else None,
-                         stack_dtype=torch.float32 if stack else None)
+    mixed: dict[str, Any] = {"samples_per_epoch": ctx["rows"]} if mix else {}
+    ds = PygestorDataset(MIX if mix else ctx["ref"], batch_size=TORCH_BATCH, shuffle=shuffle,
+                         seed=1, stack=FEATURES if stack else None,
+                         stack_dtype=torch.float32 if stack else None, **mixed)
     if plain:
         loader: Any = DataLoader(ds, batch_size=None, num_workers=workers)
     else:
@@ -281,6 +289,44 @@ def case_s3_fsspec_parquet(ctx: dict[str, Any]) -> Run:
     return run
 
 
+def case_s3_open_parquet_file(ctx: dict[str, Any]) -> Run:
+    """iter_batches with every row group fetched by ``fsspec.parquet.open_parquet_file``
+    (the library's footer sampling and column-chunk ranges) instead of the reader's own
+    ranged reads at the catalog's footer range; still verified (the footer against its
+    recorded checksum, page CRCs, row counts)."""
+    import fsspec.parquet
+    import pyarrow.parquet as pq
+
+    from pygestor.loaders.stream import RowGroupReader
+
+    def read_remote(self: Any, p: int, i: int, columns: Any, leaves: Any, metadata: Any) -> Any:
+        part = self.selection.partitions[p]
+        fs = self.selection.storage.fs
+        self.requests += 3  # size, footer sample, column chunks
+        handle = self._fetch(lambda: fsspec.parquet.open_parquet_file(
+            part.path, fs=fs, columns=columns, row_groups=[i], engine="pyarrow",
+            footer_sample_size=(part.footer[1] + 8) if part.footer else 1 << 20),
+            p, f"row group {i}")
+        return pq.ParquetFile(handle, metadata=metadata, page_checksum_verification=True
+                              ).read_row_group(i, columns=columns, use_threads=True)
+
+    RowGroupReader._read_remote = read_remote  # type: ignore[method-assign]
+    return case_pygestor(ctx)
+
+
+def case_filter(ctx: dict[str, Any], expression: bool = False) -> Run:
+    """iter_batches keeping ids below 5% of the rows (statistics prune the other row groups)."""
+    import pyarrow.dataset as pads
+
+    pygestor = _pygestor(ctx)
+    limit = ctx.get("rows", 1_000_000) // 20
+    filters: Any = (pads.field("id") < limit) if expression else [("id", "<", limit)]
+    run = Run()
+    for item in pygestor.iter_batches(ctx["ref"], batch_size=ARROW_BATCH, filters=filters):
+        run.add(item.num_rows)
+    return run
+
+
 def case_cached_second_epoch(ctx: dict[str, Any]) -> Run:
     cache = tempfile.mkdtemp(prefix="pygestor-bench-cache-")
     try:
@@ -320,7 +366,13 @@ CASES: dict[str, tuple[str, Any]] = {
     "loader0_shuffle": ("PygestorDataLoader shuffled, 0 workers",
                         lambda ctx: case_loader(ctx, shuffle=True)),
     "loader0_shuffle_4x": ("  ... 4x data", lambda ctx: case_loader(ctx, shuffle=True)),
+    "mix0": ("  ... 3 subsets mixed 0.7/0.2/0.1, 1 M samples",
+             lambda ctx: case_loader(ctx, shuffle=True, mix=True)),
+    "mix2": ("  ... mixed, 2 workers", lambda ctx: case_loader(ctx, 2, shuffle=True, mix=True)),
+    "pdl2_shuffle": ("PygestorDataLoader shuffled, 2 workers",
+                     lambda ctx: case_loader(ctx, 2, shuffle=True)),
     "pyg_arrow_4x": ("pygestor.iter_batches arrow, 4x data", case_pygestor),
+    "pdl0_4x": ("PygestorDataLoader 0 workers, 4x data", case_loader),
     "s3_naive": ("S3: naive sequential s3fs + pyarrow", case_s3_naive),
     "s3_fsspec": ("S3: fsspec.parquet pre-caching", case_s3_fsspec_parquet),
     "s3_pyg_arrow": ("S3: pygestor.iter_batches arrow", case_pygestor),
@@ -329,11 +381,32 @@ CASES: dict[str, tuple[str, Any]] = {
     "s3_warm": ("S3: ... same, warm client [2]", case_warm),
     "s3_loader2": ("S3: PygestorDataLoader 2 workers", lambda ctx: case_loader(ctx, 2, True)),
     "s3_cached": ("S3: iter_batches, 2nd epoch from cache [2]", case_cached_second_epoch),
+    "s3_openpq": ("S3: ... via fsspec.parquet.open_parquet_file",
+                  case_s3_open_parquet_file),
+    "pyg_filter": ("iter_batches, filter id < 5% (pruned row groups)", case_filter),
+    "pyg_filter_expr": ("  ... as a pyarrow expression",
+                        lambda ctx: case_filter(ctx, expression=True)),
+
     "s3_hf_arrow": ("S3: HF streaming, arrow [1]",
                     lambda ctx: case_hf_arrow(ctx, limit=HF_ROWS)),
 }
+LOCAL_ORDER = ["raw_arrow", "pyg_arrow", "pyg_arrow_unverified", "pyg_load",
+               "pyg_load_unverified", "pyg_numpy", "pyg_filter", "pyg_filter_expr", "raw_torch",
+               "loader0", "pdl0",
+               "pdl0_unverified", "pdl0_stack", "loader2_stack", "pdl2", "pdl2_stack",
+               "hf_arrow", "hf_torch", "hf_torch_iter", "hf_torch2", "loader0_shuffle",
+               "loader0_shuffle_4x", "mix0", "pdl2_shuffle", "mix2", "pdl0_4x", "pyg_arrow_4x"]
+S3_ORDER = ["s3_naive", "s3_fsspec", "s3_pyg_arrow", "s3_openpq",
+            "s3_pyg_unverified", "s3_warm", "s3_loader2", "s3_cached", "s3_hf_arrow"]
 CALLS = {"s3_warm": 2, "s3_cached": 2}  # runs per measurement (requests are divided)
 SLOW = {"hf_torch", "hf_torch_iter", "hf_torch2", "loader0"}  # measured once
+
+
+def selected(name: str, only: str) -> bool:
+    """Whether case ``name`` runs with ``--only`` (the ceilings always run: ratios need them)."""
+    prefixes = [p.strip() for p in only.split(",") if p.strip()]
+    return not prefixes or name in ("raw_arrow", "s3_naive") or \
+        any(name.startswith(p) for p in prefixes)
 
 
 def peak_rss_mb() -> float:
@@ -354,7 +427,7 @@ def preload(name: str) -> None:
     import pygestor.manager
 
     if "loader" in name or "pdl" in name or "torch" in name or name.startswith("hf"):
-        import pygestor.loaders.torch  # noqa: F401
+        import pygestor.loaders.loader  # noqa: F401
     if name.startswith("s3"):
         import s3fs  # noqa: F401
     if "hf" in name:
@@ -380,6 +453,120 @@ def child(name: str, ctx: dict[str, Any]) -> None:
     best["runs"] = runs
     print("RESULT " + json.dumps(best), flush=True)
     os._exit(0)  # some libraries' threads crash at interpreter exit; the result is out
+
+
+# ============================================================================================
+# Shuffle quality
+
+
+QUALITY_ROWS = 400_000
+QUALITY_SEEDS = (0, 1)
+
+HF_SHUFFLE = """
+import json, sys
+import datasets
+datasets.disable_progress_bars()
+paths, buffer, seed = json.loads(sys.argv[1])
+ds = datasets.load_dataset("parquet", data_files=paths, split="train", streaming=True)
+ds = ds.select_columns(["id"]).shuffle(seed=seed, buffer_size=buffer)
+print(json.dumps([row["id"] for row in ds]))
+"""
+
+MOSAIC_SHUFFLE = """
+import importlib.util, json, os, sys, types
+import numpy as np
+# Mosaic's shuffle algorithms need numpy only; load them without the package's __init__, which
+# imports torch and cloud clients.
+root = os.path.dirname(importlib.util.find_spec("streaming").origin)
+for name, path in (("streaming", root), ("streaming.base", os.path.join(root, "base"))):
+    module = types.ModuleType(name)
+    module.__path__ = [path]
+    sys.modules[name] = module
+from streaming.base.shuffle import get_shuffle
+sizes, algo, block, seed = json.loads(sys.argv[1])
+order = get_shuffle(algo, np.asarray(sizes, dtype=np.int64), 1, seed, 0, block)
+print(json.dumps(order.tolist()))
+"""
+
+
+def _other_python(python: str | None, script: str, argument: Any) -> list[int] | str:
+    """Run ``script`` with another interpreter (its own venv): the ids it prints, or why not."""
+    if not python or not Path(python).exists():
+        return "not installed"
+    proc = subprocess.run([python, "-c", script, json.dumps(argument)], capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0:
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or ["failed"]
+        return f"failed: {tail[0][:60]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _ours(data_dir: str, ref: str, workers: int = 0, **kwargs: Any) -> list[int]:
+    """Ids of one shuffled epoch of PygestorDataset (every column read, batches of 256)."""
+    from pygestor import PygestorDataLoader, PygestorDataset
+    from pygestor.config import Settings
+    from pygestor.manager import Manager
+
+    manager = Manager(Settings.load(data_dir=data_dir))
+    ids: list[int] = []
+    for seed in QUALITY_SEEDS:
+        ds = PygestorDataset(ref, batch_size=TORCH_BATCH, shuffle=True, seed=seed,
+                             format="arrow", manager=manager, **kwargs)
+        for batch in PygestorDataLoader(ds, num_workers=workers):
+            ids += batch.column("id").to_pylist()
+    return ids
+
+
+def quality(work: Path, data_dir: str, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Batch diversity of every shuffle on 400 000 rows stored sorted by id, in 4 files: the
+    distinct 1 024-row blocks of the stored order a batch of 256 touches, as a share of what a
+    uniform permutation touches (:func:`pygestor.loaders.shuffle.batch_diversity`)."""
+    from pygestor.config import Settings
+    from pygestor.loaders.shuffle import batch_diversity
+    from pygestor.manager import Manager
+
+    paths = generate(work / "q-src", QUALITY_ROWS, files=4)
+    qdir = str(work / "q-data")
+    register(qdir, "sorted", work / "q-src", partition_size="16MB")
+    selection = Manager(Settings.load(data_dir=qdir)).select("sorted")
+    shards = [sum(p.row_groups) for p in selection.partitions]
+
+    def score(ids: list[int] | str, total: int = QUALITY_ROWS) -> str:
+        if isinstance(ids, str):
+            return ids
+        runs = len(ids) // total
+        values = [batch_diversity(ids[k * total:(k + 1) * total]) for k in range(runs)]
+        return f"{sum(values) / len(values):.2f}"
+
+    rows = [("Pygestor, defaults (shuffle_memory 128 MB), 0 workers", score(_ours(qdir, "sorted"))),
+            ("  ... 2 workers", score(_ours(qdir, "sorted", workers=2))),
+            ("  ... the 1 M-row benchmark data (8 files)",
+             score(_ours(data_dir, "bench"), total=args.rows)),
+            ("  ... shuffle_buffer=8192 (the window before 0.4)",
+             score(_ours(qdir, "sorted", shuffle_buffer=8192)))]
+    for buffer in (1000, 10_000):
+        ids: list[int] | str = []
+        for seed in QUALITY_SEEDS:
+            got = _other_python(args.hf_python, HF_SHUFFLE, [[str(p) for p in paths], buffer,
+                                                            seed])
+            ids = got if isinstance(got, str) else ids + got  # type: ignore[operator]
+            if isinstance(ids, str):
+                break
+        rows.append((f"Hugging Face streaming .shuffle(buffer_size={buffer})", score(ids)))
+    for algo in ("py1e", "py1br", "py1s", "py2s"):
+        ids = []
+        for seed in QUALITY_SEEDS:
+            got = _other_python(args.mosaic_python, MOSAIC_SHUFFLE, [shards, algo, 1 << 18,
+                                                                    seed])
+            ids = got if isinstance(got, str) else ids + got  # type: ignore[operator]
+            if isinstance(ids, str):
+                break
+        rows.append((f"MosaicML streaming {algo} (block 262 144, same shards)", score(ids)))
+    import numpy as np
+
+    uniform = np.random.default_rng(0).permutation(QUALITY_ROWS).tolist()
+    rows.append(("a uniform permutation", score(uniform)))
+    return rows
 
 
 # ============================================================================================
@@ -442,6 +629,15 @@ def main() -> None:
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--repeat", type=int, default=2, help="runs per local case (best)")
     parser.add_argument("--delay", type=float, default=0.030)
+    parser.add_argument("--hf-python", default=os.environ.get("PYGESTOR_BENCH_HF_PYTHON"),
+                        help="a Python with `datasets` installed (its own venv), for the "
+                             "shuffle-quality table")
+    parser.add_argument("--mosaic-python",
+                        default=os.environ.get("PYGESTOR_BENCH_MOSAIC_PYTHON"),
+                        help="a Python with `mosaicml-streaming` installed (its own venv)")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--only", default="",
+                        help="comma-separated case name prefixes to run (default: all)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--ctx", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -466,7 +662,15 @@ def main() -> None:
                 os.link(path, four / f"c{copy}-{path.name}")  # a symlink out is not followed
         data_dir = str(work / "data")
         seconds = register(data_dir, "bench", work / "src")
-        seconds4 = register(data_dir, "bench4x", four)
+        seconds4 = register(data_dir, "bench4x", four) \
+            if any(selected(n, args.only) for n in LOCAL_ORDER if n.endswith("_4x")) else 0.0
+        if any(selected(n, args.only) for n in LOCAL_ORDER if n.startswith("mix")):
+            for name, files in MIX_FILES.items():
+                folder = work / name
+                folder.mkdir()
+                for index in files:
+                    os.link(source[index], folder / source[index].name)
+                register(data_dir, name, folder)
         size = sum(p.stat().st_size for p in (work / "data" / "bench").rglob("*.parquet"))
         print(f"data: {args.rows:,} rows, {size / 1e6:.0f} MB of parquet in "
               f"{len(list((work / 'data' / 'bench').rglob('*.parquet')))} partitions "
@@ -478,17 +682,13 @@ def main() -> None:
             import pygestor
 
             pygestor.configure(data_dir=data_dir)
-            return {"data_dir": data_dir, "options": {}, "ref": ref,
+            return {"data_dir": data_dir, "options": {}, "ref": ref, "rows": args.rows,
                     "paths": pygestor.urls(ref)["urls"], "repeat": args.repeat}
 
-        ctx1, ctx4 = local_ctx("bench"), local_ctx("bench4x")
+        ctx1 = local_ctx("bench")
+        ctx4 = local_ctx("bench4x") if seconds4 else ctx1
         results: dict[str, dict[str, Any]] = {}
-        order = ["raw_arrow", "pyg_arrow", "pyg_arrow_unverified", "pyg_load",
-                 "pyg_load_unverified", "pyg_numpy", "raw_torch", "loader0", "pdl0",
-                 "pdl0_unverified",
-                 "pdl0_stack", "loader2_stack", "pdl2", "pdl2_stack", "hf_arrow", "hf_torch",
-                 "hf_torch_iter", "hf_torch2", "loader0_shuffle", "loader0_shuffle_4x",
-                 "pyg_arrow_4x"]
+        order = [name for name in LOCAL_ORDER if selected(name, args.only)]
         for name in order:
             if name.startswith("hf") and not has_hf:
                 results[name] = {"error": "datasets not installed"}
@@ -500,7 +700,7 @@ def main() -> None:
             print(f"  {name}: {fmt_rate(results[name].get('rows_per_s'))} rows/s", flush=True)
 
         s3_order: list[str] = []
-        if not args.skip_s3:
+        if not args.skip_s3 and any(selected(name, args.only) for name in S3_ORDER):
             from delayproxy import DelayProxy
 
             moto_proc, moto_port = start_moto()
@@ -516,17 +716,24 @@ def main() -> None:
             pygestor.configure(data_dir=s3_dir, storage_options=s3_options(moto_port))
             urls = pygestor.urls("bench")["urls"]
             s3ctx = {"data_dir": s3_dir, "options": s3_options(proxy.port), "ref": "bench",
-                     "paths": urls, "repeat": 1}
-            s3_order = ["s3_naive", "s3_fsspec", "s3_pyg_arrow", "s3_pyg_unverified", "s3_warm",
-                        "s3_loader2",
-                        "s3_cached", "s3_hf_arrow"]
+                     "paths": urls, "repeat": 1, "rows": args.rows}
+            s3_order = [name for name in S3_ORDER if selected(name, args.only)]
             for name in s3_order:
                 if name.startswith("s3_hf") and not has_hf:
                     results[name] = {"error": "datasets not installed"}
                     continue
                 results[name] = run_case(name, s3ctx, proxy)
                 print(f"  {name}: {fmt_rate(results[name].get('rows_per_s'))} rows/s", flush=True)
+        shuffles = [] if args.skip_quality else quality(work, data_dir, args)
         report(results, order, s3_order, args, notes)
+        if shuffles:
+            print()
+            print(f"Shuffle quality: {QUALITY_ROWS:,} rows stored sorted by id (4 files), "
+                  f"batches of {TORCH_BATCH}, seeds {QUALITY_SEEDS}: batch diversity = "
+                  "distinct 1 024-row blocks a batch touches / what a uniform permutation "
+                  "touches")
+            for label, value in shuffles:
+                print(f"  {label:60} {value}")
     finally:
         if proxy is not None:
             proxy.stop()
@@ -572,6 +779,10 @@ def report(results: dict[str, dict[str, Any]], order: list[str], s3_order: list[
         print(note)
 
 
+def _fmt(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.2f}x"
+
+
 def targets(results: dict[str, dict[str, Any]]) -> None:
     def rate(name: str) -> float | None:
         return results.get(name, {}).get("rows_per_s")
@@ -614,6 +825,19 @@ def targets(results: dict[str, dict[str, Any]]) -> None:
           best2 / hf2 if best2 and hf2 else None, 2.0)
     check("  plain DataLoader 2 workers stacked / HF torch 2 workers",
           rate("loader2_stack") / hf2 if rate("loader2_stack") and hf2 else None, 2.0)
+    check("PygestorDataLoader shuffled / unshuffled, 0 workers",
+          ratio("loader0_shuffle", "pdl0"), 0.9)
+    check("  ... 4x data", ratio("loader0_shuffle_4x", "pdl0_4x"), 0.9)
+
+    def steady(name: str) -> float | None:
+        return results.get(name, {}).get("steady_rows_per_s")
+
+    shuffled, plain = steady("loader0_shuffle"), steady("pdl0")
+    check("  ... after the first batch (the first window is read whole before it)",
+          shuffled / plain if shuffled and plain else None, 0.9)
+    print(f"  3-subset mix / one source, shuffled, 0 workers: "
+          f"{_fmt(ratio('mix0', 'loader0_shuffle'))}; 2 workers: "
+          f"{_fmt(ratio('mix2', 'pdl2_shuffle'))}")
     for name, base in (("pyg_arrow_4x", None), ("loader0_shuffle_4x", "loader0_shuffle")):
         one = results.get(base or "pyg_arrow", {}).get("rss_mb")
         four = results.get(name, {}).get("rss_mb")

@@ -88,7 +88,7 @@ def bench_catalog(work: Path, subsets: int, partitions: int) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from pygestor.loaders.torch import PygestorDataset
+        from pygestor import PygestorDataset
 
         # records only, but the dataset reads one footer for the schema: give it one file
         first = Path(manager.partition_path("big", ref.split("/")[1], "part-00000.parquet"))
@@ -125,9 +125,9 @@ def bench_planner(groups: int, world: int, workers: int) -> None:
     record("  peak memory of that", peak / 1e6, "MB", 1000, fmt="{:.0f}")
     tracemalloc.start()
     started = time.perf_counter()
-    slices = plan.plan_slices(sizes, rank=world // 2, world_size=world, worker=workers - 1,
-                              num_workers=workers, seed=1, epoch=2, shuffle="rowgroup",
-                              drop_last=True)
+    layout = plan.epoch_layout(sizes, seed=1, epoch=2, shuffle="rowgroup")
+    slices = plan.plan_piece(layout, rank=world // 2, world_size=world, piece=workers - 1,
+                             num_pieces=workers, drop_last=True).rest()
     elapsed = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

@@ -95,7 +95,7 @@ def make_dataset(args: argparse.Namespace, **extra: Any) -> PygestorDataset:
     features = [f for f in args.features.split(",") if f]
     columns = [args.label, *features, *([args.text] if args.text else [])]
     return PygestorDataset(args.ref, batch_size=args.batch_size, columns=columns, shuffle=True,
-                           seed=args.seed, shuffle_buffer=args.shuffle_buffer,
+                           seed=args.seed, shuffle_memory=args.shuffle_memory,
                            transform=Featurize(args.label, args.text or None),
                            stack=features or None, stack_dtype=torch.float32, **extra)
 
@@ -138,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shuffle-buffer", type=int, default=4096)
+    p.add_argument("--shuffle-memory", default=None,
+                   help="bytes each worker may hold to shuffle, e.g. 256MB (default: the setting)")
     return p
 
 

@@ -16,8 +16,8 @@ _API = ("configure", "get_manager", "add_dataset", "list_datasets", "info", "lis
         "cancel")
 _LAZY = {
     **{name: "pygestor.api" for name in _API},
-    "PygestorDataset": "pygestor.loaders.torch",
-    "PygestorDataLoader": "pygestor.loaders.torch",
+    "PygestorDataset": "pygestor.loaders.dataset",
+    "PygestorDataLoader": "pygestor.loaders.loader",
     "Settings": "pygestor.config",
     "Manager": "pygestor.manager",
     "PygestorError": "pygestor.errors",
@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     )
     from pygestor.config import Settings  # noqa: F401
     from pygestor.errors import PygestorError  # noqa: F401
-    from pygestor.loaders.torch import PygestorDataLoader, PygestorDataset  # noqa: F401
+    from pygestor.loaders.dataset import PygestorDataset  # noqa: F401
+    from pygestor.loaders.loader import PygestorDataLoader  # noqa: F401
     from pygestor.manager import Manager  # noqa: F401
 
 

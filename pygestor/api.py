@@ -6,7 +6,6 @@ environment), and can be replaced with :func:`configure`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,38 +18,31 @@ if TYPE_CHECKING:
     from pygestor.catalog import Dataset
     from pygestor.manager import DownloadReport, Manager, VerifyReport
 
-_manager: Manager | None = None
-_lock = threading.Lock()
-
 
 def configure(config: str | None = None, **settings: Any) -> Manager:
-    """Set the settings every API call uses (``data_dir=``, ``storage_options=``, ...)."""
-    from pygestor.manager import Manager
+    """Set the settings every API call (and ``PygestorDataset`` without ``manager=``) uses:
+    ``data_dir=``, ``storage_options=``, ..."""
+    from pygestor.manager import default_manager
 
-    global _manager
-    with _lock:
-        _manager = Manager(Settings.load(config, **settings))
-        return _manager
+    return default_manager(Settings.load(config, **settings))
 
 
 def set_manager(manager: Manager | None) -> None:
     """Use ``manager`` for every API call (and the web UI) from now on; ``None``: build one
     from the settings on next use. For embedding and tests; :func:`configure` is the usual way."""
-    global _manager
-    with _lock:
-        _manager = manager
+    from pygestor import manager as managers
+    from pygestor.manager import _DEFAULT_LOCK
+
+    with _DEFAULT_LOCK:
+        managers._DEFAULT = manager
 
 
 def get_manager() -> Manager:
-    """The manager the API functions (and the web UI) use: one per process, created from the
-    settings on first use."""
-    from pygestor.manager import Manager
+    """The manager the API functions (and the web UI, and ``PygestorDataset`` without
+    ``manager=``) use: one per process, created from the settings on first use."""
+    from pygestor.manager import default_manager
 
-    global _manager
-    with _lock:
-        if _manager is None:
-            _manager = Manager(Settings.load())
-        return _manager
+    return default_manager()
 
 
 # ---------------------------------------------------------------------- catalog

@@ -127,8 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, help="port (default 8080)")
     ui.set_defaults(handler=cmd_ui)
 
-    plan = commands.add_parser("plan", help="dry-run the data-loading plan of a subset")
-    plan.add_argument("ref")
+    plan = commands.add_parser("plan", help="dry-run the data-loading plan of a subset, or of "
+                                             "a weighted mix: REF=WEIGHT REF=WEIGHT ...")
+    plan.add_argument("ref", nargs="+", help="a reference, or several as REF=WEIGHT (a mix)")
+    plan.add_argument("--samples-per-epoch", type=int,
+                      help="samples of one epoch over all ranks (a mix)")
+    plan.add_argument("--stopping", choices=["repeat", "first_exhausted", "all_exhausted"],
+                      help="what a source of a mix that runs out does")
     plan.add_argument("--world-size", type=int, default=1)
     plan.add_argument("--workers", type=int, default=0)
     plan.add_argument("--seed", type=int, default=0)
@@ -396,17 +401,48 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from pygestor.loaders.dryrun import plan_report
+    from pygestor.loaders.dryrun import mix_report, plan_report
 
-    report = plan_report(_manager(args), args.ref, world_size=args.world_size,
-                         num_workers=args.workers, seed=args.seed, epoch=args.epoch,
-                         shuffle=not args.no_shuffle, drop_last=args.drop_last)
+    common = {"world_size": args.world_size, "num_workers": args.workers, "seed": args.seed,
+              "epoch": args.epoch, "shuffle": not args.no_shuffle, "drop_last": args.drop_last}
+    mix = _weights(args.ref)
+    if mix is None:
+        report = plan_report(_manager(args), args.ref[0], **common)
+    else:
+        report = mix_report(_manager(args), mix, samples_per_epoch=args.samples_per_epoch,
+                            stopping=args.stopping, **common)
     if args.json:
         _print_json(report)
-    else:
-        for key, value in report.items():
+        return 0
+    for key, value in report.items():
+        if key == "sources":
+            for source in value:
+                print("  " + "  ".join(f"{k} {v}" for k, v in source.items()))
+        else:
             print(f"{key + ':':24} {value}")
     return 0
+
+
+def _weights(refs: list[str]) -> dict[str, float] | None:
+    """``REF=WEIGHT`` arguments as a mix (None for one plain reference, whose name may hold
+    a '=')."""
+    from pygestor.errors import ConfigError
+
+    parsed = [_ref_weight(item) for item in refs]
+    if len(refs) == 1 and parsed[0][1] is None:
+        return None
+    for item, (_, weight) in zip(refs, parsed, strict=True):
+        if weight is None:
+            raise ConfigError(f"{item!r}: give a mix as REF=WEIGHT, e.g. web/train=0.7")
+    return {ref: float(weight) for ref, weight in parsed if weight is not None}
+
+
+def _ref_weight(item: str) -> tuple[str, float | None]:
+    ref, _, weight = item.rpartition("=")
+    try:
+        return (ref, float(weight)) if ref else (item, None)
+    except ValueError:
+        return item, None
 
 
 # ====================================================================== entry point

@@ -84,6 +84,8 @@ class Settings:
     Reading:
         partial_reads: reading a reference of which only some partitions are downloaded:
             ``warn`` (once, how many of how many), ``error``, or ``allow``.
+        shuffle_memory: bytes of rows each DataLoader worker of a shuffled ``PygestorDataset``
+            may hold to mix them (the shuffle window, the next one and its read-ahead).
     Cache (streaming from object stores):
         cache_dir: local folder for cached partitions; empty = no cache.
         cache_max_bytes: the cache's byte limit (least recently used evicted first).
@@ -108,6 +110,7 @@ class Settings:
     partial_reads: str = "warn"
     job_lease: float = 30.0
     job_history_days: float = 7.0
+    shuffle_memory: int = 128 * 10**6
     cache_dir: str = ""
     cache_max_bytes: int = 10 * 10**9
     ui_host: str = "127.0.0.1"
@@ -156,7 +159,7 @@ class Settings:
         if not self.data_dir:
             raise ConfigError("data_dir is empty; set it in the config file, "
                               "PYGESTOR_DATA_DIR or --data-dir")
-        for key in ("max_workers", "retries", "row_group_size", "ui_port"):
+        for key in ("max_workers", "retries", "row_group_size", "ui_port", "shuffle_memory"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.job_lease < 2 or self.job_history_days < 0:
@@ -291,7 +294,7 @@ def _coerce(key: str, value: Any) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     kind = kinds.get(key)
     try:
-        if key in ("partition_size", "cache_max_bytes"):
+        if key in ("partition_size", "cache_max_bytes", "shuffle_memory"):
             return parse_size(value, key)
         if key == "storage_options":
             if not isinstance(value, dict):

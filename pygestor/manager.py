@@ -50,7 +50,6 @@ from pygestor.errors import (
     ConfigError,
     IntegrityError,
     InvalidNameError,
-    NotDownloadedError,
     NotFoundError,
     SourceError,
 )
@@ -62,6 +61,8 @@ from pygestor.policy import SourcePolicy, drop_secrets
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from pygestor.selection import Selection
 
 log = logging.getLogger("pygestor")
 #: the kinds of running job a new one on the same partitions waits for
@@ -390,14 +391,13 @@ class Manager:
                                  f"Run 'pygestor verify {dataset} --repair' to rebuild it from "
                                  "its partition files") from None
 
-    def downloaded_partitions(self, ref: str) -> tuple[Dataset, list[tuple[Subset, Partition]]]:
-        """The downloaded partitions a reference covers; an error if it covers none."""
-        dataset, selected = self._select(ref)
-        ready = [(s, p) for s, p in selected if p.downloaded]
-        if not ready:
-            raise NotDownloadedError(f"nothing of {ref!r} is downloaded yet ({len(selected)} "
-                                     f"partitions registered); run 'pygestor download {ref}'")
-        return dataset, ready
+    def select(self, ref: str, schema: str | None = None) -> Selection:
+        """The downloaded partitions ``ref`` covers, as the one value every reader takes (see
+        :mod:`pygestor.selection`): an error if none is downloaded; a partial read follows
+        ``partial_reads``; ``schema="union"`` reads subsets with other columns together."""
+        from pygestor.selection import select
+
+        return select(self, ref, schema)
 
     def _select(self, ref: str, partitions: Iterable[str] | None = None
                 ) -> tuple[Dataset, list[tuple[Subset, Partition]]]:
@@ -987,3 +987,20 @@ def _prune_empty(folder: str) -> None:
 
 
 _size = human_size
+
+
+# ====================================================================== the process's manager
+_DEFAULT: Manager | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_manager(settings: Settings | None = None) -> Manager:
+    """The manager used when none is given (one per process): the one ``pygestor.configure``
+    set (``settings``: replace it), else one made from ``Settings.load()`` on first use.
+    Shared by the Python API, ``PygestorDataset`` and the web UI, so all read the same storage
+    root (``pygestor.api.set_manager`` puts another in its place)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if settings is not None or _DEFAULT is None:
+            _DEFAULT = Manager(settings or Settings.load())
+        return _DEFAULT

@@ -38,6 +38,19 @@ def snippets(ref: str, settings: Settings | None = None) -> dict[str, str]:
             "        dataset.set_epoch(epoch)\n"
             "        for batch in loader:\n"
             "            pass  # train on batch\n"),
+        "mix": (
+            f"import pygestor\nfrom pygestor import PygestorDataLoader, PygestorDataset\n"
+            f"{configure}\n"
+            "# a weighted mix: add subsets and their weights, e.g. {'web/train': 0.7, ...};\n"
+            "# every batch holds each subset in its share, exactly per rank and resumable\n"
+            f"dataset = PygestorDataset({{{quoted}: 1.0}}, batch_size=256, shuffle=True,\n"
+            "                          seed=0, samples_per_epoch=100_000, stopping=\"repeat\")\n"
+            "loader = PygestorDataLoader(dataset, num_workers=2)\n\n"
+            "if __name__ == \"__main__\":\n"
+            "    for epoch in range(2):\n"
+            "        dataset.set_epoch(epoch)\n"
+            "        for batch in loader:\n"
+            "            pass  # train on batch\n"),
         "cli": _cli(ref, settings),
     }
 
@@ -63,15 +76,19 @@ def _configure(settings: Settings | None) -> str:
 
 
 def _cli(ref: str, settings: Settings | None) -> str:
-    ref = shlex.quote(ref)
+    quoted, mixed = shlex.quote(ref), shlex.quote(f"{ref}=1.0")
+    plan = (f"plan {mixed} --samples-per-epoch 100000 --world-size 2 --workers 2")
+    commands = [f"download {quoted}", f"head {quoted} -n 5", plan]
+    comment = "# the plan of a weighted mix (add REF=WEIGHT for other subsets)"
     if settings is None:
-        return f"pygestor download {ref}\npygestor head {ref} -n 5\n"
+        lines = [f"pygestor {c}" for c in commands]
+        return "\n".join([*lines[:2], comment, lines[2]]) + "\n"
     data_dir, options = _where(settings)
     lines = []
     if options:
         lines.append("export PYGESTOR_STORAGE_OPTIONS="
                      f"{shlex.quote(json.dumps(options, sort_keys=True))}")
     root = shlex.quote(data_dir)
-    lines += [f"pygestor --data-dir {root} download {ref}",
-              f"pygestor --data-dir {root} head {ref} -n 5"]
+    run = [f"pygestor --data-dir {root} {c}" for c in commands]
+    lines += [*run[:2], comment, run[2]]
     return "\n".join(lines) + "\n"

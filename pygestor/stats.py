@@ -37,8 +37,9 @@ import pyarrow.compute as pc
 from pygestor.errors import CancelledError, ConfigError, PartialDataWarning
 
 if TYPE_CHECKING:
-    from pygestor.loaders.stream import RowGroupReader, Source
+    from pygestor.loaders.stream import RowGroupReader
     from pygestor.manager import Manager
+    from pygestor.selection import Selection
 
 HISTOGRAM_BINS = 20
 TOP_VALUES = 10
@@ -82,10 +83,10 @@ def column_stats(manager: Manager, ref: str, *, progress: Progress | None = None
                  cancel: threading.Event | None = None) -> dict[str, Any]:
     """The statistics of the downloaded rows of ``ref`` (computed, not stored)."""
     from pygestor.catalog import now
-    from pygestor.loaders.stream import RowGroupReader, Source
+    from pygestor.loaders.stream import RowGroupReader
 
     started = time.monotonic()
-    source = Source.open(manager, ref)
+    source = manager.select(ref)
     reader = RowGroupReader(source)
     try:
         schema = reader.schema()
@@ -94,7 +95,7 @@ def column_stats(manager: Manager, ref: str, *, progress: Progress | None = None
         for column in columns:
             column.use_footer(footer.get(column.field.name))
         pending = [c for c in columns if isinstance(c, Numbers) and c.edges is None]
-        ticks = _Ticks(progress, cancel, len(source.sizes) * (2 if pending else 1))
+        ticks = _Ticks(progress, cancel, len(source.row_group_sizes) * (2 if pending else 1))
         if pending:  # minima and maxima the footers lack: read those columns alone first
             alone = RowGroupReader(source, [c.field.name for c in pending])
             try:
@@ -116,7 +117,6 @@ def column_stats(manager: Manager, ref: str, *, progress: Progress | None = None
 def stored_stats(manager: Manager, ref: str) -> dict[str, Any] | None:
     """The statistics stored for subset ``ref`` with ``stale`` set when the downloaded
     partitions changed since, or None when none are stored."""
-    from pygestor.loaders.stream import Source
 
     target = manager.resolve(ref)
     record = target.record or manager.dataset(target.dataset)
@@ -126,7 +126,7 @@ def stored_stats(manager: Manager, ref: str) -> dict[str, Any] | None:
     try:
         with warnings.catch_warnings():  # a partial subset is only digested here, not read
             warnings.simplefilter("ignore", PartialDataWarning)
-            digest = Source.open(manager, ref).digest()
+            digest = manager.select(ref).digest()
     except Exception:  # noqa: BLE001 - nothing downloaded any more: stale
         digest = None
     return {**found, "stale": digest != found.get("digest")}
@@ -153,16 +153,17 @@ class _Ticks:
 
 def _scan(reader: RowGroupReader, consume: Callable[[pa.Table], Any], tick: _Ticks) -> None:
     """Every row group of the reader's source, verified, in order, with read-ahead."""
-    from pygestor.loaders.stream import default_depth, prefetch
+    from pygestor.loaders.prefetch import default_depth, prefetch
 
-    source = reader.source
-    for table in prefetch(lambda g: reader.read(*source.locate(g)), range(len(source.sizes)),
+    source = reader.selection
+    groups = range(len(source.row_group_sizes))
+    for table in prefetch(lambda g: reader.read(*source.locate(g)), groups,
                           default_depth(source)):
         consume(table)
         tick()
 
 
-def _footer_facts(reader: RowGroupReader, source: Source, schema: pa.Schema
+def _footer_facts(reader: RowGroupReader, source: Selection, schema: pa.Schema
                   ) -> dict[str, dict[str, Any]]:
     """Per flat column: nulls, min and max summed over every row group's parquet statistics,
     where every row group has them (a column missing from any is left out)."""

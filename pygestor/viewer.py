@@ -116,13 +116,14 @@ class RowViewer:
     """
 
     def __init__(self, manager: Manager, ref: str, cache_bytes: int = CACHE_BYTES) -> None:
-        from pygestor.loaders.stream import RowGroupReader, Source
+        from pygestor.loaders.stream import RowGroupReader
 
         self.ref = ref
-        self.source = Source.open(manager, ref)
+        self.source = manager.select(ref)
         self._reader = RowGroupReader(self.source)
         self.schema: pa.Schema = self._reader.schema()
-        self.offsets = np.concatenate(([0], np.cumsum(self.source.sizes))).astype(np.int64)
+        sizes = self.source.row_group_sizes
+        self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._lock = threading.Lock()
@@ -215,10 +216,12 @@ class RowViewer:
               ) -> Iterator[pa.RecordBatch]:
         """The subset's row groups (``columns`` and each row's number), read verified with
         read-ahead; an error is kept in ``failure`` before it reaches DuckDB."""
-        from pygestor.loaders.stream import RowGroupReader, default_depth, prefetch
+        from pygestor.loaders.prefetch import default_depth, prefetch
+        from pygestor.loaders.stream import RowGroupReader
 
         reader = RowGroupReader(self.source, columns)
-        groups = [g for g in range(len(self.source.sizes)) if self.source.sizes[g]]
+        sizes = self.source.row_group_sizes
+        groups = [g for g in range(len(sizes)) if sizes[g]]
 
         def read(group: int) -> pa.Table:
             table = reader.read(*self.source.locate(group))

@@ -24,7 +24,7 @@ def test_add_download_load_remove_verify(manager, toy_source):
     assert len(train.partitions) >= 3, "170 KB of CSV in 60 KB partitions"
     assert not any(p.downloaded for _, p in dataset.partitions)
     with pytest.raises(NotDownloadedError, match="pygestor download toy/train"):
-        manager.downloaded_partitions("toy/train")
+        manager.select("toy/train")
 
     report = manager.download("toy/train", progress=False)
     assert len(report.fetched) == len(train.partitions) and not report.failed

@@ -27,7 +27,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from test_loaders import TOTAL, build, ids_of, make_manager, write_source  # noqa: E402
+from test_loaders import (  # noqa: E402
+    MIX,
+    TOTAL,
+    build,
+    ids_of,
+    make_manager,
+    source_of,
+    write_mix_sources,
+    write_source,
+)
 
 WORKERS = (0, 1, 2)
 CONFIGS = {
@@ -39,6 +48,7 @@ CONFIGS = {
     "filtered": {"kind": "filtered", "shuffle": True, "drop_last": True, "batch": 16},
 }
 MATCHING = [i for i in range(TOTAL) if i % 10 in (1, 2, 3)]
+MIX_PER_EPOCH = 2400
 
 
 def _clean_env() -> dict[str, str]:
@@ -75,6 +85,8 @@ def _run_ranks(world: int, data_dir: str, out: Path) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("world", [2, 3])
 def test_ddp_exactly_once_and_equal_per_rank(tmp_path, world):
     manager = build(make_manager(str(tmp_path / "data")), write_source(tmp_path / "src"))
+    for name, source in write_mix_sources(tmp_path / "mix-src").items():
+        build(make_manager(str(tmp_path / "data"), row_group_size=250), source, name=name)
     sizes = [p.num_rows for p in manager.dataset("toy").subsets["train"].partitions]
     assert len(set(sizes)) > 1, "uneven partitions"
     results = _run_ranks(world, str(tmp_path / "data"), tmp_path)
@@ -103,6 +115,19 @@ def test_ddp_exactly_once_and_equal_per_rank(tmp_path, world):
                     sorted(results[rank][f"{name}/0"]["ids"]), (key, rank)
         # the three worker counts agree, and the dropped remainder is the same
         assert all(r[f"{name}/0"]["ids"] for r in results)
+
+    # a weighted mix: every rank the same samples, in the mix's proportions, exactly
+    for workers in WORKERS:
+        ranks = [r[f"mix/{workers}"] for r in results]
+        assert [len(r["ids"]) for r in ranks] == [MIX_PER_EPOCH // world] * world
+        assert len({r["batches"] for r in ranks}) == 1 and ranks[0]["batches"] == ranks[0]["len"]
+        for r in ranks:
+            counts = Counter(map(source_of, r["ids"]))
+            per_rank = MIX_PER_EPOCH // world
+            assert abs(counts["web"] - 0.7 * per_rank) <= 1, counts
+            assert abs(counts["books"] - 0.1 * per_rank) <= 1, counts
+        books = Counter(i for r in ranks for i in r["ids"] if source_of(i) == "books")
+        assert max(books.values()) - min(books.values()) <= 1 and len(books) == 200
 
     # resume: rank 0's state, saved after k batches, continues every rank
     for workers in WORKERS:
@@ -153,7 +178,7 @@ def _rank_main(rank: int, world: int, port: int, data_dir: str, out: str) -> Non
     import torch.distributed as dist
     from torch.utils.data import DataLoader
 
-    from pygestor.loaders.torch import PygestorDataLoader, PygestorDataset
+    from pygestor import PygestorDataLoader, PygestorDataset
 
     assert "RANK" not in os.environ and "WORLD_SIZE" not in os.environ
     manager = make_manager(data_dir)
@@ -188,6 +213,14 @@ def _rank_main(rank: int, world: int, port: int, data_dir: str, out: str) -> Non
             if limit is not None and batches == limit:
                 break
         return ids, batches
+
+    mixes = {workers: PygestorDataset(MIX, columns=["id"], batch_size=40, shuffle=True,
+                                      samples_per_epoch=MIX_PER_EPOCH, **common)
+             for workers in WORKERS}
+    for workers in WORKERS:
+        loader = PygestorDataLoader(mixes[workers], num_workers=workers)
+        ids, count = drain(loader)
+        results[f"mix/{workers}"] = {"ids": ids, "batches": count, "len": len(loader)}
 
     for workers in WORKERS:
         datasets = per_workers[workers]

@@ -416,7 +416,7 @@ def test_streaming_dataset_survives_faults_mid_epoch(workers, proxy, s3_server, 
     in the main process and in DataLoader workers (which make their own clients)."""
     from torch.utils.data import DataLoader
 
-    from pygestor.loaders.torch import PygestorDataset
+    from pygestor import PygestorDataset
 
     manager = proxied_manager(proxy, s3_server)
     register(manager, proxy, source_url)

@@ -293,7 +293,7 @@ def _read_paths(manager: Manager, ref: str) -> dict[str, Any]:
             .to_pandas()
 
     def dataset() -> pd.DataFrame:
-        from pygestor.loaders.torch import PygestorDataset
+        from pygestor import PygestorDataset
 
         ds = PygestorDataset(ref, batch_size=500, format="arrow", manager=manager)
         return pa.Table.from_batches(list(ds)).to_pandas()

@@ -86,7 +86,7 @@ def toy(tmp_path: Path) -> Any:
 
 
 def dataset(manager: Any, **kwargs: Any) -> Any:
-    from pygestor.loaders.torch import PygestorDataset
+    from pygestor import PygestorDataset
 
     return PygestorDataset("toy/train", manager=manager, **kwargs)
 
@@ -127,7 +127,7 @@ def test_iter_batches_formats_sizes_and_order(toy):
 
 def test_iter_batches_filters_prune_row_groups(toy):
     from pygestor.loaders.batches import iter_batches
-    from pygestor.loaders.stream import RowGroupReader, Source, row_group_may_match
+    from pygestor.loaders.stream import RowGroupReader
 
     batches = list(iter_batches(toy, "toy/train", batch_size=50, columns=["id"],
                                 filters=[("label", "<", 3), ("id", ">=", 1000)], format="numpy"))
@@ -139,17 +139,19 @@ def test_iter_batches_filters_prune_row_groups(toy):
     either = list(iter_batches(toy, "toy/train", batch_size=10_000, columns=["id"],
                                filters=[[("id", "<", 5)], [("id", "in", [3000, 3001])]]))
     assert either[0].column("id").to_pylist() == [0, 1, 2, 3, 4, 3000, 3001]
-    # statistics prove most row groups hold no id < 150: they are not read
-    source = Source.open(toy, "toy/train")
-    metadata = RowGroupReader(source).metadata(0)
-    groups = [[("id", "<", 150)]]
-    keep = [row_group_may_match(metadata.row_group(i), {"id": 0}, groups)
-            for i in range(metadata.num_row_groups)]
-    assert keep[:2] == [True, True] and not any(keep[2:])
-    assert row_group_may_match(metadata.row_group(3), {"id": 0}, [[("id", "in", [310])]])
-    assert not row_group_may_match(metadata.row_group(3), {"id": 0}, [[("id", "=", 50)]])
-    assert row_group_may_match(metadata.row_group(3), {"id": 0}, [[("id", "<", "x")]]), \
-        "incomparable values keep the row group"
+    # statistics prove most row groups hold no id < 150: they are not read (pyarrow's pruning,
+    # list filters and expressions alike)
+    import pyarrow.dataset as pads
+
+    selection = toy.select("toy/train")
+    first = selection.partitions[0].row_groups
+    assert len(first) > 3
+    for filters, expected in (([("id", "<", 150)], {0, 1}), (pads.field("id") < 150, {0, 1}),
+                              ([[("id", "in", [310])], [("id", "=", 0)]], {0, 3})):
+        reader = RowGroupReader(selection, ["id"], filters)
+        assert reader.may_match(0) == expected, filters
+        assert reader.read(0, 2).num_rows == 0
+    assert RowGroupReader(selection, ["id"]).may_match(0) == set(range(len(first)))
 
 
 def test_iter_batches_errors_are_eager_and_clear(toy):
@@ -183,6 +185,58 @@ def test_public_api_streams_through_the_configured_manager(toy):
     assert pq.read_table(found["urls"][0]).num_rows > 0
 
 
+def test_loaders_take_a_selection_and_never_import_the_api(toy):
+    import subprocess
+    import sys
+
+    from pygestor import PygestorDataset
+    from pygestor.selection import Selection
+
+    # a dataset with no manager= takes the process's default manager, not the API module's
+    code = ("import sys; from pygestor import PygestorDataset; "
+            "ds = PygestorDataset('toy/train', columns=['id']); "
+            "print(len(ds), 'pygestor.api' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
+           "PYGESTOR_DATA_DIR": toy.settings.data_dir}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    assert out.stdout.split() == [str(TOTAL), "False"]
+    selection = toy.select("toy/train")
+    assert isinstance(selection, Selection) and selection.num_rows == TOTAL
+    assert sum(selection.row_group_sizes) == TOTAL and len(selection.urls()) == len(
+        selection.partitions)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(selection))  # to DataLoader workers: no client inside
+    assert "_storage" not in again.__dict__ and again.digest() == selection.digest()
+    ds = PygestorDataset(selection, columns=["id"])
+    assert [r["id"] for r in ds][:3] == [0, 1, 2] and len(ds) == TOTAL
+    import pygestor
+
+    pygestor.configure(data_dir=toy.settings.data_dir)  # the default manager: configure's
+    assert len(PygestorDataset("toy/train", columns=["id"], batch_size=1000)) == 4
+
+
+def test_epoch_state_round_trips_and_refuses_what_is_not_ours():
+    from pygestor.errors import IntegrityError
+    from pygestor.loaders.state import EpochState, Progress
+
+    state = EpochState(3, 7, "f" * 32, Progress(2, 64, (128, 64), 1, 2), {"world_size": 2})
+    data = json.loads(json.dumps(state.to_dict()))
+    assert data["samples_consumed"] == 192 and data["world_size"] == 2
+    assert EpochState.from_dict(data) == state
+    view = EpochState(3, 7, "f" * 32, Progress(3, 8, (8, 16, 0), 1, 3, worker=0))
+    assert view.samples_consumed == 16, "worker 0 with rotation 1 reads piece 1"
+    assert EpochState.from_dict(view.to_dict()) == view
+    with pytest.raises(IntegrityError, match="another version of Pygestor"):
+        EpochState.from_dict({**data, "format": "pygestor.dataset-state/1"})
+    for bad in ({"epoch": 1}, {**data, "progress": {"pieces": 2}},
+                {**data, "progress": {**data["progress"], "consumed": [1]}},
+                {**data, "epoch": -1}, {**data, "progress": {**data["progress"], "block": 0}}):
+        with pytest.raises(IntegrityError):
+            EpochState.from_dict(bad)
+
+
 # ============================================================================================
 # PygestorDataset: rows, batches, shuffling, formats
 
@@ -212,36 +266,64 @@ def test_shuffle_is_deterministic_for_seed_and_epoch(toy):
     assert sum(abs(a - b) > 1 for a, b in itertools.pairwise(first)) > TOTAL // 2
 
 
-def test_sequence_does_not_depend_on_workers(toy):
+def test_samples_do_not_depend_on_workers_and_each_order_repeats(toy):
+    """What the docs say: a rank's samples never depend on num_workers; their order does (the
+    epoch is cut into one piece per worker), and is the same on every run with the same
+    number of workers."""
     from torch.utils.data import DataLoader
-
-    from pygestor.loaders import plan as P
 
     ds = dataset(toy, columns=["id"], batch_size=64, shuffle=True, seed=3, shuffle_buffer=200)
     ds.set_epoch(2)
-    reference = ids_of(list(DataLoader(ds, batch_size=None, num_workers=0)))
-    assert sorted(reference) == list(range(TOTAL))
-    block = ds._block()
-    assert block == 256, "the window rounds up to whole batches and is the worker block"
-    for workers in (1, 2, 3):
-        batches = list(DataLoader(ds, batch_size=None, num_workers=workers))
-        assert len(batches) == len(ds) == -(-TOTAL // 64)
-        # undo PyTorch's round-robin over workers: worker k's batches, one after the other
-        counts = P.batches_per_worker([b - a for a, b in P.worker_pieces(TOTAL, workers, block)],
-                                      64)
-        per_worker: list[list[Any]] = [[] for _ in range(workers)]
-        order = []
-        taken = [0] * workers
-        k = 0
-        for _ in range(len(batches)):
-            while taken[k] >= counts[k]:
-                k = (k + 1) % workers
-            order.append(k)
-            taken[k] += 1
-            k = (k + 1) % workers
-        for batch, worker in zip(batches, order, strict=True):
-            per_worker[worker].append(batch)
-        assert [i for w in per_worker for i in ids_of(w)] == reference, workers
+    orders = {}
+    for workers in (0, 1, 2, 3):
+        first = ids_of(list(DataLoader(ds, batch_size=None, num_workers=workers)))
+        assert sorted(first) == list(range(TOTAL)), workers
+        assert ids_of(list(DataLoader(ds, batch_size=None, num_workers=workers))) == first
+        orders[workers] = first
+    assert orders[0] == orders[1], "one worker reads what the main process reads"
+
+
+@pytest.fixture
+def sorted_rows(tmp_path: Path) -> Any:
+    """200 000 rows stored sorted by id (4 files, row groups of 25 000): a shuffle that keeps
+    neighbours together is easy to see."""
+    (tmp_path / "sorted").mkdir()
+    for index in range(4):
+        ids = np.arange(index * 50_000, (index + 1) * 50_000, dtype=np.int64)
+        pq.write_table(pa.table({"id": ids, "a": ids * 0.5, "b": ids % 7}),
+                       tmp_path / "sorted" / f"f{index}.parquet")
+    manager = make_manager(str(tmp_path / "data"), partition_size="1MB", row_group_size=25_000)
+    return build(manager, tmp_path / "sorted", name="sorted")
+
+
+def test_default_shuffle_mixes_within_a_memory_budget(sorted_rows):
+    from pygestor import PygestorDataLoader, PygestorDataset
+    from pygestor.loaders.shuffle import batch_diversity
+
+    def epoch(**kwargs: Any) -> tuple[list[int], Any]:
+        ds = PygestorDataset("sorted", batch_size=256, shuffle=True, seed=1, format="arrow",
+                             manager=sorted_rows, **kwargs)
+        return [i for b in ds for i in b.column("id").to_pylist()], ds
+
+    ids, ds = epoch()
+    assert ds._window() >= 200_000, "24-byte rows: the default budget holds every row"
+    assert sorted(ids) == list(range(200_000))
+    assert batch_diversity(ids) >= 1.1, "one row per stratum: better spread than uniform"
+    # a budget that holds a quarter of the rows (4 windows of 50 176): every batch spans the
+    # 49 blocks of its window (of 196)
+    small, ds = epoch(shuffle_memory=50_176 * 24 * 3)
+    assert ds._window() == 50_176 and sorted(small) == list(range(200_000))
+    assert batch_diversity(small) >= 0.3
+    # the 0.3 default (windows of 8192 rows) kept neighbours together
+    assert batch_diversity(epoch(shuffle_buffer=8192)[0]) < 0.1
+    # exact resume mid-window with the budget's windows, in a new dataset
+    loader = PygestorDataLoader(epoch(shuffle_memory=50_176 * 24 * 3)[1], num_workers=0)
+    iterator = iter(loader)
+    first = [i for _ in range(300) for i in next(iterator).column("id").to_pylist()]
+    state = loader.state_dict()
+    again = PygestorDataLoader(epoch(shuffle_memory=50_176 * 24 * 3)[1], num_workers=0)
+    again.load_state_dict(state)
+    assert first + [i for b in again for i in b.column("id").to_pylist()] == small
 
 
 def test_batches_formats_stack_and_transform(toy):
@@ -358,7 +440,7 @@ def _take(iterator: Any, count: int) -> list[Any]:
 
 @pytest.mark.parametrize("workers_before,workers_after", [(0, 0), (2, 2), (2, 0), (0, 3), (3, 2)])
 def test_loader_resume_exact_with_any_worker_count(toy, workers_before, workers_after):
-    from pygestor.loaders.torch import PygestorDataLoader
+    from pygestor import PygestorDataLoader
 
     kwargs = {"columns": ["id"], "shuffle": True, "seed": 11, "shuffle_buffer": 96}
     ds = dataset(toy, **kwargs)
@@ -388,7 +470,7 @@ def test_loader_resume_exact_with_any_worker_count(toy, workers_before, workers_
 
 
 def test_chained_resume_and_ready_batches(toy):
-    from pygestor.loaders.torch import PygestorDataLoader
+    from pygestor import PygestorDataLoader
 
     kwargs = {"columns": ["id"], "batch_size": 50, "shuffle": True, "seed": 2,
               "shuffle_buffer": 120}
@@ -540,7 +622,7 @@ def test_stream_from_s3_with_two_workers(s3_server, tmp_path):
     from torch.utils.data import DataLoader
 
     from pygestor.loaders.batches import iter_batches
-    from pygestor.loaders.stream import RowGroupReader, Source
+    from pygestor.loaders.stream import RowGroupReader
 
     manager = _remote(s3_server, "s3", tmp_path)
     ds = dataset(manager, columns=["id", "x"], batch_size=128, shuffle=True, seed=1,
@@ -551,7 +633,7 @@ def test_stream_from_s3_with_two_workers(s3_server, tmp_path):
                               filters=[("label", "=", 3)]))
     assert [i for b in arrow for i in b.column(0).to_pylist()] == list(range(3, TOTAL, 10))
     # only the footer and the needed column chunks are fetched
-    source = Source.open(manager, "toy/train")
+    source = manager.select("toy/train")
     reader = RowGroupReader(source, columns=["id"])
     reader.read(0, 0)
     assert reader.requests == 2  # footer + one ranged read of the 'id' chunk
@@ -607,7 +689,7 @@ def test_local_roots_are_never_cached(tmp_path):
 def test_persistent_workers_follow_set_epoch_and_resume(toy):
     from torch.utils.data import DataLoader
 
-    from pygestor.loaders.torch import PygestorDataLoader
+    from pygestor import PygestorDataLoader
 
     kwargs = {"columns": ["id"], "batch_size": 100, "shuffle": True, "seed": 6,
               "shuffle_buffer": 100}
@@ -638,7 +720,7 @@ def test_persistent_workers_follow_set_epoch_and_resume(toy):
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_bundled_handoff_resumes_in_the_exact_order(toy, workers):
-    from pygestor.loaders.torch import PygestorDataLoader
+    from pygestor import PygestorDataLoader
 
     kwargs = {"columns": ["id", "x", "text"], "batch_size": 50, "shuffle": True, "seed": 8,
               "shuffle_buffer": 100}
@@ -677,7 +759,7 @@ def test_bundle_packs_tensors_into_one_buffer():
     import torch
     import torch.multiprocessing  # registers the tensor reductions
 
-    from pygestor.loaders.torch import Bundle
+    from pygestor.loaders.handoff import Bundle
 
     batches = [{"a": torch.arange(5), "b": torch.tensor([[1.5, 2.0]] * 3, dtype=torch.float16),
                 "c": torch.tensor([True, False, True]), "s": ["x", "y"], "n": 7,
@@ -696,3 +778,289 @@ def test_bundle_packs_tensors_into_one_buffer():
     assert back.batches[2]["empty"].shape == (0, 4)
     assert first["a"].untyped_storage().data_ptr() == first["b"].untyped_storage().data_ptr(), \
         "one buffer for all tensors"
+
+
+# ============================================================================================
+# Weighted mixing of subsets
+
+MIX = {"web/train": 0.7, "code/train": 0.2, "books/train": 0.1}
+MIX_ROWS = {"web": (0, 3000), "code": (100_000, 1000), "books": (200_000, 200)}
+
+
+def write_mix_sources(root: Path) -> dict[str, Path]:
+    """Three sources of other sizes and id ranges; books has a 'title' but no 'x'."""
+    out = {}
+    for name, (first, count) in MIX_ROWS.items():
+        folder = root / name / "train"
+        folder.mkdir(parents=True)
+        ids = np.arange(first, first + count, dtype=np.int64)
+        columns: dict[str, Any] = {"id": ids, "label": ids % 10,
+                                   "text": [f"{name} {i}" for i in ids]}
+        if name == "books":
+            columns["title"] = [f"book {i}" for i in ids]
+        else:
+            columns["x"] = ids * 0.5
+        pq.write_table(pa.table(columns), folder / "part.parquet", row_group_size=250)
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Any:
+    manager = make_manager(str(tmp_path / "data"), row_group_size=250)
+    for name, source in write_mix_sources(tmp_path / "src").items():
+        build(manager, source, name=name)
+    return manager
+
+
+def source_of(i: int) -> str:
+    return "web" if i < 100_000 else "code" if i < 200_000 else "books"
+
+
+def test_mix_is_exact_per_rank_and_batch(mixed):
+    from pygestor import PygestorDataset
+
+    world, per_epoch = 2, 4000
+    ranks = [PygestorDataset(MIX, batch_size=100, shuffle=True, seed=3, manager=mixed,
+                             samples_per_epoch=per_epoch, rank=r, world_size=world)
+             for r in range(world)]
+    assert ranks[0].weights == (7, 2, 1) and ranks[0].columns == ["id", "label", "text"]
+    epochs = [list(ds) for ds in ranks]
+    assert [len(b) for b in epochs] == [len(ranks[0])] * world == [20, 20]
+    everything: Counter = Counter()
+    for batches in epochs:
+        ids = ids_of(batches)
+        assert len(ids) == per_epoch // world
+        assert Counter(map(source_of, ids)) == {"web": 1400, "code": 400, "books": 200}
+        for batch in batches:  # every batch holds the proportions, to a sample
+            shares = Counter(map(source_of, ids_of([batch])))
+            assert abs(shares["web"] - 70) <= 1 and abs(shares["code"] - 20) <= 1
+            assert abs(shares["books"] - 10) <= 1
+        everything.update(ids)
+    # over both ranks: web 2800 of 3000 rows once; code 800 of 1000 once; books 400 = 2 x 200
+    assert all(everything[i] == 2 for i in range(200_000, 200_200))
+    assert sum(1 for i in everything if source_of(i) == "web") == 2800
+    assert max(c for i, c in everything.items() if source_of(i) != "books") == 1
+    again = list(PygestorDataset(MIX, batch_size=100, shuffle=True, seed=3, manager=mixed,
+                                 samples_per_epoch=per_epoch, rank=0, world_size=world))
+    assert ids_of(again) == ids_of(epochs[0]), "deterministic for (seed, epoch)"
+
+
+def test_mix_stopping_rules(mixed):
+    from pygestor import PygestorDataset
+
+    def epoch(**kwargs: Any) -> Counter:
+        ds = PygestorDataset(MIX, columns=["id"], manager=mixed, **kwargs)
+        ids = [row["id"] for row in ds]
+        assert len(ids) == len(ds)
+        return Counter(map(source_of, ids))
+
+    first = epoch()  # first_exhausted: the epoch ends where the 200 books run out
+    assert first["books"] == 200 and 1400 <= first["web"] <= 1405 and 400 <= first["code"] <= 402
+    every = epoch(stopping="all_exhausted")
+    assert every["web"] >= 3000 and every["code"] >= 1000 and every["books"] >= 200
+    assert every["code"] == 1000, "code (0.2 of 1000 rows) is the last to be read whole"
+    capped = epoch(stopping="all_exhausted", samples_per_epoch=1000)
+    assert capped == {"web": 700, "code": 200, "books": 100}
+
+
+def test_mix_resumes_mid_epoch_with_workers_and_says_what_each_source_gave(mixed):
+    from pygestor import PygestorDataLoader, PygestorDataset
+
+    def loader(workers: int) -> Any:
+        ds = PygestorDataset(MIX, batch_size=64, shuffle=True, seed=5, manager=mixed,
+                             samples_per_epoch=3000, columns=["id", "label"])
+        ds.set_epoch(2)
+        return PygestorDataLoader(ds, num_workers=workers)
+
+    whole = ids_of(list(loader(2)))
+    first_loader = loader(2)
+    iterator = iter(first_loader)
+    first = ids_of(_take(iterator, 19))
+    state = json.loads(json.dumps(first_loader.state_dict()))
+    del iterator
+    assert state["samples_consumed"] == 19 * 64
+    assert sum(state["sources"].values()) == 19 * 64
+    assert state["sources"] == dict(Counter(map(lambda i: f"{source_of(i)}/train", first)))
+    resumed = loader(2)
+    resumed.load_state_dict(state)
+    assert first + ids_of(list(resumed)) == whole, "same workers: the very same order"
+    other = loader(0)
+    other.load_state_dict(state)
+    assert sorted(first + ids_of(list(other))) == sorted(whole)
+
+
+def test_mix_columns_transforms_and_errors(mixed):
+    from pygestor import PygestorDataset
+    from pygestor.errors import ConfigError
+
+    renamed = {"web/train": 0.5, "books/train": {
+        "weight": 0.5, "transform": lambda t: t.append_column("x", pa.array(
+            [float(i) for i in t.column("id").to_pylist()], pa.float64()))}}
+    ds = PygestorDataset(renamed, batch_size=50, manager=mixed, samples_per_epoch=400,
+                         format="arrow")
+    assert ds.columns == ["id", "label", "text", "x"]
+    rows = pa.Table.from_batches(list(ds)).to_pylist()
+    books = [r for r in rows if r["id"] >= 200_000]
+    assert len(books) == 200 and all(r["x"] == float(r["id"]) for r in books)
+    narrow = PygestorDataset({"web/train": {"weight": 3, "columns": ["id", "text"]},
+                              "books/train": 1}, manager=mixed, samples_per_epoch=40)
+    assert narrow.columns == ["id", "text"] and set(next(iter(narrow))) == {"id", "text"}
+    for bad, message in (({"web/train": 0}, "positive"),
+                         ({"web/train": {"wieght": 1}}, "give 'weight'"),
+                         ({"web/train": 1, "books/train": {"weight": 1, "columns": ["title"]}},
+                          "share no column"),
+                         ({}, "at least one source")):
+        with pytest.raises(ConfigError, match=message):
+            PygestorDataset(bad, manager=mixed, samples_per_epoch=10)
+    with pytest.raises(ConfigError, match="samples_per_epoch"):
+        PygestorDataset(MIX, manager=mixed, stopping="repeat")
+    with pytest.raises(ConfigError, match="not in every source"):
+        PygestorDataset(MIX, manager=mixed, columns=["x"], samples_per_epoch=10)
+    with pytest.raises(ConfigError, match="stopping must be one of"):
+        PygestorDataset(MIX, manager=mixed, stopping="never")
+
+
+def test_plan_and_snippet_show_a_mix(mixed):
+    import subprocess
+    import sys
+
+    from pygestor.snippets import snippets
+
+    pygestor = str(Path(sys.executable).parent / "pygestor")
+    command = [pygestor, "--data-dir", mixed.settings.data_dir, "plan", "web/train=0.7",
+               "code/train=0.2", "books/train=0.1", "--world-size", "2", "--workers", "2"]
+    out = subprocess.run([*command, "--samples-per-epoch", "4000", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    report = json.loads(out)
+    assert report["stopping"] == "repeat" and report["samples_per_rank"] == 2000
+    assert [s["samples_per_rank"] for s in report["sources"]] == [1400, 400, 200]
+    assert [s["read"] for s in report["sources"]] == ["0.93x", "0.80x", "2.00x"]
+    assert report["a batch of 256"] == "179 web/train, 51 code/train, 26 books/train"
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "stopping:                first_exhausted" in text and "books/train" in text
+    bad = subprocess.run([*command[:5], "web/train=x"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "REF=WEIGHT" in bad.stderr
+    code = snippets("web/train", mixed.settings)
+    assert "PygestorDataset({'web/train': 1.0}" in code["mix"]
+    assert " plan web/train=1.0 --samples-per-epoch" in code["cli"] and "--data-dir" in code["cli"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    run = subprocess.run([sys.executable, "-c", code["mix"]], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+# ============================================================================================
+# Nulls, the plain DataLoader, bad arguments, ended epochs
+
+
+@pytest.fixture
+def with_nulls(tmp_path: Path) -> Any:
+    """Nulls in every kind of column, the very first row included."""
+    (tmp_path / "nulls").mkdir()
+    n = 300
+    table = pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "count": pa.array([None if i % 7 == 0 else i for i in range(n)], pa.int64()),
+        "score": pa.array([None if i % 5 == 0 else i / 4 for i in range(n)], pa.float32()),
+        "flag": pa.array([None if i % 11 == 0 else i % 2 == 0 for i in range(n)], pa.bool_()),
+        "text": pa.array([None if i % 3 == 0 else f"t{i}" for i in range(n)], pa.string()),
+    })
+    pq.write_table(table, tmp_path / "nulls" / "part.parquet", row_group_size=100)
+    return build(make_manager(str(tmp_path / "data")), tmp_path / "nulls", name="nulls")
+
+
+def test_rows_with_nulls_collate_like_batches(with_nulls):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pygestor import PygestorDataset
+
+    rows = list(DataLoader(PygestorDataset("nulls", manager=with_nulls), batch_size=32))
+    ready = list(PygestorDataset("nulls", batch_size=32, manager=with_nulls))
+    assert len(rows) == len(ready) == 10
+    for collated, batch in zip(rows, ready, strict=True):
+        assert set(collated) == set(batch)
+        for name in ("count", "score", "flag"):
+            assert collated[name].dtype == batch[name].dtype, name
+            assert torch.equal(torch.isnan(collated[name]), torch.isnan(batch[name]))
+            assert torch.equal(torch.nan_to_num(collated[name]), torch.nan_to_num(batch[name]))
+        assert collated["text"] == batch["text"]
+    assert rows[0]["text"][:2] == ["", "t1"], "a null string is an empty one"
+    assert rows[0]["score"].dtype == torch.float32, "float32 stays float32 in both modes"
+    assert torch.isnan(rows[0]["count"][0]) and rows[0]["count"][1] == 1
+
+
+def test_a_plain_dataloader_hands_ready_batches_through(toy):
+    import torch
+    from torch.utils.data import DataLoader
+    from torch.utils.data._utils.collate import default_convert
+
+    from pygestor.loaders.torch import Batch
+
+    ds = dataset(toy, columns=["id", "x", "text"], batch_size=64)
+    batch = next(iter(ds))
+    assert isinstance(batch, Batch) and default_convert(batch) is batch, "not walked"
+    first = next(iter(DataLoader(ds, batch_size=None)))
+    assert isinstance(first, Batch) and first["text"][1] == "row 1 lorem"
+    assert dict(first).keys() == {"id", "x", "text"} and list(first) == ["id", "x", "text"]
+    assert (lambda **kw: sorted(kw))(**first) == ["id", "text", "x"]
+    moved = first.to(torch.float64)
+    assert moved["id"].dtype == torch.float64 and moved["text"] == first["text"]
+    workers = next(iter(DataLoader(ds, batch_size=None, num_workers=2)))
+    assert isinstance(workers, Batch) and torch.equal(workers["id"], first["id"])
+
+
+def test_bad_columns_and_filters_fail_at_construction(toy):
+    from pygestor.errors import ConfigError
+    from pygestor.loaders.arrow import load
+    from pygestor.loaders.batches import iter_batches
+
+    for call in (lambda **kw: dataset(toy, **kw), lambda **kw: iter_batches(toy, "toy/train", **kw),
+                 lambda **kw: load(toy, "toy/train", **kw)):
+        with pytest.raises(ConfigError, match=r"columns=\[\] selects no column"):
+            call(columns=[])
+        with pytest.raises(ConfigError, match=r"cannot apply filters .* to these columns"):
+            call(filters=[("id", "<", "x")])
+        with pytest.raises(ConfigError, match=r"cannot apply filters .* to these columns"):
+            import pyarrow.dataset as pads
+
+            call(filters=pads.field("nope") > 1)
+
+
+def test_a_partition_removed_under_a_live_dataset_is_a_clear_error(toy):
+    from pygestor import PygestorDataLoader
+    from pygestor.errors import IntegrityError
+
+    for workers in (0, 2):
+        ds = dataset(toy, columns=["id"], batch_size=100)
+        iterator = iter(PygestorDataLoader(ds, num_workers=workers, handoff_rows=0,
+                                           prefetch_factor=1 if workers else None))
+        next(iterator)
+        toy.remove("toy/train", partitions=["part-00005.parquet", "part-00006.parquet"])
+        with pytest.raises(IntegrityError, match=r"part-0000[56]\.parquet .*file is gone"):
+            list(iterator)
+        toy.download("toy/train", progress=False)
+
+
+def test_an_ended_epoch_resumes_the_same_way_with_any_worker_count(toy):
+    import torchdata.stateful_dataloader as stateful
+
+    kwargs = {"columns": ["id"], "batch_size": 100, "shuffle": True, "seed": 4}
+    after = {}
+    for workers in (0, 2):
+        loader = stateful.StatefulDataLoader(dataset(toy, **kwargs), batch_size=None,
+                                             num_workers=workers)
+        whole = ids_of(list(loader))
+        state = loader.state_dict()
+        again = stateful.StatefulDataLoader(dataset(toy, **kwargs), batch_size=None,
+                                            num_workers=workers)
+        again.load_state_dict(state)
+        after[workers] = ids_of(list(again))
+        assert after[workers] == whole, "a new pass of the same epoch, as torchdata intends"
+        moved = dataset(toy, **kwargs)
+        moved.set_epoch(1)
+        following = stateful.StatefulDataLoader(moved, batch_size=None, num_workers=workers)
+        following.load_state_dict(state)
+        assert sorted(ids_of(list(following))) == list(range(TOTAL))
+    assert sorted(after[0]) == sorted(after[2]) == list(range(TOTAL)), "both a whole pass"

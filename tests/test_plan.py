@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -32,8 +33,17 @@ def expand(slices: list[P.Slice]) -> list[tuple[int, int]]:
     return [(s.row_group, row) for s in slices for row in range(s.start, s.stop)]
 
 
+def plan_slices(sizes, *, rank, world_size, worker, num_workers, seed=0, epoch=0,
+                shuffle="none", drop_last=False, block=1, consumed=0) -> list[P.Slice]:
+    """What piece ``worker`` of ``num_workers`` (one piece per worker) still delivers."""
+    layout = P.epoch_layout(sizes, seed=seed, epoch=epoch, shuffle=shuffle)
+    return P.plan_piece(layout, rank=rank, world_size=world_size, piece=worker,
+                        num_pieces=num_workers, drop_last=drop_last, block=block,
+                        skip=consumed).rest()
+
+
 def reference_sequence(sizes, seed, epoch, shuffle) -> list[tuple[int, int]]:
-    order = P.epoch_order(sizes, seed=seed, epoch=epoch, shuffle=shuffle)
+    order = P.epoch_layout(sizes, seed=seed, epoch=epoch, shuffle=shuffle).order
     return [(int(g), row) for g in order for row in range(sizes[g])]
 
 
@@ -50,7 +60,7 @@ def rank_samples(sizes, world, rank, workers, **kw) -> list[list[tuple[int, int]
     """Per-worker delivered samples of one rank."""
     return [
         expand(
-            P.plan_slices(sizes, rank=rank, world_size=world, worker=k, num_workers=workers, **kw)
+            plan_slices(sizes, rank=rank, world_size=world, worker=k, num_workers=workers, **kw)
         )
         for k in range(max(workers, 1))
     ]
@@ -112,35 +122,36 @@ def test_determinism_and_epoch_changes_order():
         "seed": 7,
         "shuffle": "rowgroup",
     }
-    assert P.plan_slices(sizes, epoch=2, **kw) == P.plan_slices(sizes, epoch=2, **kw)
-    assert P.plan_slices(sizes, epoch=2, **kw) != P.plan_slices(sizes, epoch=3, **kw)
-    orders = {tuple(P.epoch_order(sizes, seed=7, epoch=e, shuffle="rowgroup")) for e in range(5)}
+    assert plan_slices(sizes, epoch=2, **kw) == plan_slices(sizes, epoch=2, **kw)
+    assert plan_slices(sizes, epoch=2, **kw) != plan_slices(sizes, epoch=3, **kw)
+    orders = {tuple(P.epoch_layout(sizes, seed=7, epoch=e, shuffle="rowgroup").order)
+              for e in range(5)}
     assert len(orders) == 5
-    assert P.epoch_order(sizes, seed=7, epoch=3).tolist() == list(range(len(sizes)))
+    assert P.epoch_layout(sizes, seed=7, epoch=3).order.tolist() == list(range(len(sizes)))
     expected = np.random.Generator(np.random.PCG64(np.random.SeedSequence([7, 3])))
     assert (
-        P.epoch_order(sizes, seed=7, epoch=3, shuffle="rowgroup").tolist()
+        P.epoch_layout(sizes, seed=7, epoch=3, shuffle="rowgroup").order.tolist()
         == expected.permutation(len(sizes)).tolist()
     )
 
 
 def test_slices_are_merged_and_compact():
-    slices = P.plan_slices([4, 0, 3], rank=0, world_size=1, worker=0, num_workers=0)
+    slices = plan_slices([4, 0, 3], rank=0, world_size=1, worker=0, num_workers=0)
     assert slices == [P.Slice(0, 0, 4), P.Slice(2, 0, 3)]
     # Wrap-around with one row group: two slices of the same group, not merged.
-    wrapped = P.plan_slices([5], rank=1, world_size=2, worker=0, num_workers=0)
+    wrapped = plan_slices([5], rank=1, world_size=2, worker=0, num_workers=0)
     assert wrapped == [P.Slice(0, 3, 5), P.Slice(0, 0, 1)]
     # More ranks than samples: repeated wrapping.
     assert [
-        P.plan_slices([2], rank=r, world_size=5, worker=0, num_workers=1) for r in range(5)
+        plan_slices([2], rank=r, world_size=5, worker=0, num_workers=1) for r in range(5)
     ] == [[P.Slice(0, i % 2, i % 2 + 1)] for i in range(5)]
 
 
 def test_empty_epoch_gives_nothing():
     for drop_last in (True, False):
-        assert P.plan_slices([], rank=2, world_size=3, worker=0, num_workers=2) == []
+        assert plan_slices([], rank=2, world_size=3, worker=0, num_workers=2) == []
         assert (
-            P.plan_slices(
+            plan_slices(
                 [0, 0], rank=0, world_size=1, worker=0, num_workers=0, drop_last=drop_last
             )
             == []
@@ -149,11 +160,11 @@ def test_empty_epoch_gives_nothing():
 
 def test_invalid_settings():
     with pytest.raises(ConfigError, match="unknown shuffle"):
-        P.epoch_order([1], shuffle="bogus")
+        P.epoch_layout([1], shuffle="bogus")
     with pytest.raises(ConfigError, match="rank"):
-        P.plan_slices([1], rank=2, world_size=2, worker=0, num_workers=0)
-    with pytest.raises(ConfigError, match="worker"):
-        P.plan_slices([1], rank=0, world_size=1, worker=1, num_workers=0)
+        plan_slices([1], rank=2, world_size=2, worker=0, num_workers=0)
+    with pytest.raises(ConfigError, match="piece"):
+        plan_slices([1], rank=0, world_size=1, worker=1, num_workers=0)
     with pytest.raises(ConfigError, match="block"):
         P.worker_pieces(5, 2, block=0)
     with pytest.raises(ConfigError):
@@ -183,41 +194,19 @@ def test_worker_pieces_rule(n, workers, block):
 # Resume
 
 
-@st.composite
-def resume_case(draw):
-    n = draw(st.integers(0, 40))
-    workers0 = draw(workers_st)
-    block = draw(block_st)
-    pieces = P.worker_pieces(n, workers0, block)
-    consumed = [draw(st.integers(0, b - a)) for a, b in pieces]
-    return n, workers0, block, consumed
-
-
-@FAST
-@given(resume_case(), workers_st)
-def test_remaining_plus_consumed_is_the_span(case, workers):
-    n, workers0, block, consumed = case
-    pieces = P.worker_pieces(n, workers0, block)
-    done = [p for (a, _), c in zip(pieces, consumed, strict=True) for p in range(a, a + c)]
-    remaining = P.remaining_ranges(n, workers0, block, consumed)
-    assert sorted(done + positions(remaining)) == list(range(n))
-    shares = P.split_ranges(remaining, workers, block)
-    assert len(shares) == max(workers, 1)
-    assert sorted(p for share in shares for p in positions(share)) == positions(remaining)
-    assignments = P.assign_workers(n, workers, block=block, consumed=consumed)
-    left = [p for a in assignments for p in positions(P.drop_prefix(a.ranges, a.skip))]
-    assert sorted(done + left) == list(range(n))
-
-
 @FAST
 @given(sizes_st, world_st, workers_st, workers_st, block_st, st.booleans(), st.data())
-def test_resumed_plan_delivers_exactly_the_rest(sizes, world, workers0, workers, block, drop, data):
+def test_resumed_pieces_deliver_exactly_the_rest(sizes, world, workers0, workers, block, drop,
+                                                 data):
     kw = {"seed": 1, "epoch": 2, "shuffle": "rowgroup", "drop_last": drop, "block": block}
     rank = data.draw(st.integers(0, world - 1))
-    original = rank_samples(sizes, world, rank, workers0, **kw)
+    original = rank_samples(sizes, world, rank, workers0, **kw)  # one piece per worker
     consumed = [data.draw(st.integers(0, len(w))) for w in original]
     done = [s for w, c in zip(original, consumed, strict=True) for s in w[:c]]
-    resumed = rank_samples(sizes, world, rank, workers, consumed=consumed, **kw)
+    # the pieces dealt to another number of workers, each read from its count
+    resumed = [[s for k in share for s in piece_samples(sizes, world, rank, k, workers0,
+                                                        consumed[k], **kw)]
+               for share in P.pieces_of_workers(workers, len(original))]
     rest = [s for w in resumed for s in w]
     full = [s for w in original for s in w]
     assert Counter(done + rest) == Counter(full)
@@ -225,39 +214,15 @@ def test_resumed_plan_delivers_exactly_the_rest(sizes, world, workers0, workers,
         assert resumed == [w[c:] for w, c in zip(original, consumed, strict=True)]
 
 
-@FAST
-@given(resume_case(), workers_st, st.data())
-def test_chained_resume_with_remaining_ranges(case, workers, data):
-    n, workers0, block, consumed = case
-    first = P.assign_workers(n, workers0, block=block, consumed=consumed)
-    first_left = P.remaining_ranges(n, workers0, block, consumed)
-    assert P.remaining_after(first, [0] * len(first)) == first_left
-    shares = P.assign_workers(n, workers, block=block, remaining=first_left)
-    delivered = [data.draw(st.integers(0, a.remaining)) for a in shares]
-    second_left = P.remaining_after(shares, delivered)
-    got = [p for a, d in zip(shares, delivered, strict=True) for p in positions(a.ranges)[:d]]
-    assert sorted(got + positions(second_left)) == positions(first_left)
-
-
-def test_int_consumed_is_a_rank_prefix():
-    sizes = [3, 4, 5]
-    full = expand(P.plan_slices(sizes, rank=0, world_size=1, worker=0, num_workers=0))
-    assert (
-        expand(P.plan_slices(sizes, rank=0, world_size=1, worker=0, num_workers=0, consumed=5))
-        == full[5:]
-    )
-    split = [
-        P.plan_slices(sizes, rank=0, world_size=1, worker=k, num_workers=3, consumed=5)
-        for k in range(3)
-    ]
-    assert [s for w in split for s in expand(w)] == full[5:]
+def piece_samples(sizes, world, rank, piece, pieces, skip, **kw) -> list[tuple[int, int]]:
+    return expand(plan_slices(sizes, rank=rank, world_size=world, worker=piece,
+                              num_workers=pieces, consumed=skip, **kw))
 
 
 def test_bad_resume_state_is_an_integrity_error():
-    with pytest.raises(IntegrityError):
-        P.remaining_ranges(10, 2, 1, [6, 0])
-    with pytest.raises(IntegrityError):
-        P.remaining_ranges(10, 2, 1, [1, 1, 1])
+    layout = P.epoch_layout([4, 6])
+    with pytest.raises(IntegrityError, match="piece 0 consumed 6 samples but it holds 5"):
+        P.plan_piece(layout, rank=0, world_size=1, piece=0, num_pieces=2, skip=6)
     with pytest.raises(IntegrityError):
         P.consumed_per_worker_from_batches(10, [2, 3])
 
@@ -291,51 +256,87 @@ def test_batches_and_samples_helpers():
     assert P.batches_per_worker([10, 8, 0], 4) == [3, 2, 0]
     assert P.batches_per_worker([10, 8, 0], 4, drop_incomplete=True) == [2, 2, 0]
     # batches: w0, w1, w2(empty: skipped), w0, w1, w0 ...
-    assert P.consumed_samples_from_batches(4, [10, 8, 0], 4) == [8, 8, 0]
-    assert P.consumed_samples_from_batches(5, [10, 8, 0], 4) == [10, 8, 0]
+    assert P.consumed_per_worker_from_batches(4, [3, 2, 0]) == [2, 2, 0]
+    assert P.consumed_per_worker_from_batches(5, [3, 2, 0]) == [3, 2, 0]
 
 
 # --------------------------------------------------------------------------------------------
 # Window shuffle
 
 
-def read_with_windows(plan: P.WorkerPlan, window: int) -> list[tuple[int, int]]:
-    """What a reader with an in-buffer window shuffle delivers for a worker plan."""
+def read_with_windows(plan: P.PiecePlan, window: int, align: int = 1,
+                      strata: int = 3) -> list[tuple[int, int]]:
+    """What a reader with an in-buffer window shuffle delivers for a piece plan."""
     out = []
-    for w in plan.windows(window):
+    for w in plan.windows(window, align):
         rows = expand(plan.slices_between(w.offset, w.offset + w.length))
         assert len(rows) == w.length
-        order = P.window_permutation(plan.seed, plan.epoch, w.position, w.length, rank=plan.rank)
+        order = P.window_order(plan.seed, plan.epoch, w.position, w.length, rank=plan.rank,
+                               strata=strata)
         out.extend(rows[i] for i in order[w.discard :])
     return out
 
 
 @FAST
-@given(sizes_st, world_st, workers_st, st.integers(1, 5), st.data())
-def test_window_shuffle_resumes_exactly(sizes, world, workers, window, data):
+@given(sizes_st, world_st, workers_st, st.integers(1, 9), st.integers(1, 3), st.data())
+def test_window_shuffle_resumes_exactly(sizes, world, workers, window, align, data):
     layout = P.epoch_layout(sizes, seed=3, epoch=1, shuffle="rowgroup")
     rank = data.draw(st.integers(0, world - 1))
-    kw = {"rank": rank, "world_size": world, "num_workers": workers}
+    kw = {"rank": rank, "world_size": world, "num_pieces": workers, "block": align}
+    window = max(window // align, 1) * align
     full = [
-        read_with_windows(P.plan_worker(layout, worker=k, **kw), window)
+        read_with_windows(P.plan_piece(layout, piece=k, **kw), window, align)
         for k in range(max(workers, 1))
     ]
-    consumed = [data.draw(st.integers(0, len(f))) for f in full]
     for k, f in enumerate(full):
-        plan = P.plan_worker(layout, worker=k, consumed=consumed, **kw)
-        assert read_with_windows(plan, window) == f[consumed[k] :]
-        assert (
-            expand(plan.slices)
-            == expand(P.plan_worker(layout, worker=k, **kw).slices)[consumed[k] :]
-        )
+        piece = P.plan_piece(layout, piece=k, **kw)
+        assert sorted(f) == sorted(expand(piece.rest())), "a window order is a permutation"
+        consumed = data.draw(st.integers(0, len(f)))
+        plan = P.plan_piece(layout, piece=k, skip=consumed, **kw)
+        assert read_with_windows(plan, window, align) == f[consumed:]
+        assert expand(plan.rest()) == expand(piece.rest())[consumed:]
 
 
-def test_window_permutation_is_deterministic():
-    a = P.window_permutation(1, 2, 100, 50)
-    assert sorted(a.tolist()) == list(range(50))
-    assert a.tolist() == P.window_permutation(1, 2, 100, 50).tolist()
-    assert a.tolist() != P.window_permutation(1, 2, 150, 50).tolist()
-    assert a.tolist() != P.window_permutation(1, 3, 100, 50).tolist()
+@FAST
+@given(st.integers(0, 200), st.integers(1, 60), st.integers(1, 8))
+def test_windows_cover_a_piece_in_near_equal_aligned_parts(samples, window, align):
+    window = max(window // align, 1) * align
+    bounds = P.window_bounds(samples, window, align)
+    assert bounds[0] == 0 and bounds[-1] == samples
+    sizes = [b - a for a, b in itertools.pairwise(bounds)]
+    assert all(0 < size <= window for size in sizes) or samples == 0
+    assert all(b % align == 0 for b in bounds[1:-1]), "every inner bound on whole batches"
+    assert len(sizes) == max(-(-samples // window), 1) or samples == 0
+    if len(sizes) > 1:
+        assert max(sizes) - min(sizes) <= 2 * align, "no short tail window"
+
+
+@FAST
+@given(st.integers(1, 400), st.integers(1, 40), st.integers(0, 5), st.integers(0, 1000))
+def test_window_order_is_a_stratified_permutation(length, strata, seed, start):
+    order = P.window_order(seed, 2, start, length, rank=1, strata=strata)
+    assert sorted(order.tolist()) == list(range(length))
+    assert order.tolist() == P.window_order(seed, 2, start, length, rank=1,
+                                            strata=strata).tolist()
+    s = min(strata, length)
+    bounds = [(k * length) // s for k in range(s + 1)]
+    stratum = np.searchsorted(bounds, order, side="right") - 1
+    for r in range(0, length, s):  # every round takes each stratum at most once
+        assert len(set(stratum[r:r + s].tolist())) == len(stratum[r:r + s])
+
+
+def test_window_order_depends_on_seed_epoch_rank_and_position():
+    a = P.window_order(1, 2, 100, 50, strata=8)
+    assert a.tolist() != P.window_order(1, 2, 150, 50, strata=8).tolist()
+    assert a.tolist() != P.window_order(1, 3, 100, 50, strata=8).tolist()
+    assert a.tolist() != P.window_order(2, 2, 100, 50, strata=8).tolist()
+    assert a.tolist() != P.window_order(1, 2, 100, 50, rank=1, strata=8).tolist()
+
+
+def test_window_rows_from_a_byte_budget():
+    assert P.window_rows(300 * 10**6, 100.0, 256) == (10**6 // 256) * 256
+    assert P.window_rows(1000, 100.0, 64) == 64, "at least one batch"
+    assert P.window_rows(128 * 10**6, 172.0) == 128 * 10**6 // (3 * 172)
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,8 +392,8 @@ def test_one_rank_plan_at_a_million_row_groups():
     layout = P.epoch_layout(sizes, seed=1, epoch=0, shuffle="rowgroup")
     n = P.samples_per_rank(layout.total, 1024, False)
     expected = [b - a for a, b in P.worker_pieces(n, 8)]
-    plan = P.plan_worker(layout, rank=517, world_size=1024, worker=5, num_workers=8)
-    assert sum(s.rows for s in plan.slices) == expected[5]
+    plan = P.plan_piece(layout, rank=517, world_size=1024, piece=5, num_pieces=8)
+    assert sum(s.rows for s in plan.rest()) == expected[5]
     summary = P.summarize_plan(sizes, 1024, 8, 1, 0, "rowgroup", False)
     assert summary["samples_per_rank"] == n
 
@@ -564,3 +565,103 @@ def test_resume_with_bundles_continues_the_exact_order(case, bundle, data):
         assert rest == whole[taken:]
     flat = sorted(s for p in pieces for s in p)
     assert sorted(delivered_all + [s for p in remaining_pieces for s in p]) == flat
+
+
+# --------------------------------------------------------------------------------------------
+# Mixing
+
+
+weights_st = st.lists(st.integers(1, 9), min_size=1, max_size=5)
+
+
+@FAST
+@given(weights_st, st.integers(0, 3000))
+def test_mix_counts_add_up_grow_and_stay_close_to_the_shares(weights, t):
+    counts = P.mix_counts(weights, t)
+    assert sum(counts) == t
+    nxt = P.mix_counts(weights, t + 1)
+    assert sorted(b - a for a, b in zip(counts, nxt, strict=True)) == [0] * (len(weights) - 1) + [1]
+    depth = max(1, (len(weights) - 1).bit_length())
+    total = sum(weights)
+    assert all(abs(c - t * w / total) <= depth / 2 + 1e-9 for c, w in
+               zip(counts, weights, strict=True)), "every prefix within a sample or two"
+    assert P.mix_counts(weights, total * 7) == [w * 7 for w in weights], "exact at whole rounds"
+
+
+@FAST
+@given(weights_st, st.integers(0, 500), st.integers(0, 500))
+def test_mix_sources_agree_with_the_counts(weights, a, length):
+    sources = P.mix_sources(weights, a, a + length)
+    before, after = P.mix_counts(weights, a), P.mix_counts(weights, a + length)
+    assert np.bincount(sources, minlength=len(weights)).tolist() == \
+        [y - x for x, y in zip(before, after, strict=True)]
+
+
+def test_mix_weights_are_exact_integers():
+    assert P.mix_weights([0.7, 0.2, 0.1]) == (7, 2, 1)
+    assert P.mix_weights([2, 6]) == (1, 3)
+    assert P.mix_weights([0.5]) == (1,)
+    for bad in ([0.5, 0], [-1], [float("nan")], ["1"], [True]):
+        with pytest.raises(ConfigError, match="positive"):
+            P.mix_weights(bad)
+
+
+@FAST
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=4), weights_st, world_st,
+       st.booleans())
+def test_mix_per_rank_stopping_rules(rows, weights, world, drop):
+    weights = weights[: len(rows)] + [1] * (len(rows) - len(weights[: len(rows)]))
+    kw = {"samples_per_epoch": None, "drop_last": drop}
+    first = P.mix_per_rank(rows, weights, world, stopping="first_exhausted", **kw)
+
+    def used(n: int) -> list[int]:
+        return [world * c for c in P.mix_counts(weights, n)]
+
+    assert all(u <= r for u, r in zip(used(first), rows, strict=True))
+    assert any(u > r for u, r in zip(used(first + 1), rows, strict=True))
+    every = P.mix_per_rank(rows, weights, world, stopping="all_exhausted", **kw)
+    assert all(u >= r for u, r in zip(used(every), rows, strict=True))
+    assert every == 0 or any(u < r for u, r in zip(used(every - 1), rows, strict=True))
+    if len(rows) == 1:  # one source: the plain drop/pad rule
+        assert first == rows[0] // world and every == -(-rows[0] // world)
+    assert P.mix_per_rank(rows, weights, world, stopping="repeat", samples_per_epoch=101,
+                          drop_last=drop) == (101 // world if drop else -(-101 // world))
+    with pytest.raises(ConfigError, match="samples_per_epoch"):
+        P.mix_per_rank(rows, weights, world, stopping="repeat", **kw)
+
+
+@FAST
+@given(st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=4), min_size=1, max_size=3),
+       weights_st, st.integers(1, 4), workers_st, st.integers(1, 40), st.data())
+def test_a_mixed_epoch_reads_every_source_evenly_over_ranks_and_workers(
+        sizes, weights, world, workers, samples, data):
+    """Every rank's share of every source is exact; over all ranks a source's rows are read
+    as evenly as its demand allows (each row k or k+1 times, the first rows of its order the
+    extra ones), whatever the worker count; and a resumed piece gives exactly the rest."""
+    sizes = [s for s in sizes if sum(s)] or [[1]]
+    weights = (weights * len(sizes))[: len(sizes)]
+    n = P.mix_per_rank([sum(s) for s in sizes], weights, world, samples_per_epoch=samples,
+                       stopping="repeat")
+    per_rank = P.mix_counts(weights, n)
+    layouts = [P.epoch_layout(s, seed=2, epoch=1, shuffle="rowgroup") for s in sizes]
+    cuts = P.worker_pieces(n, workers, 1)
+    got: list[Counter] = [Counter() for _ in sizes]
+    for rank in range(world):
+        for k, (a, b) in enumerate(cuts):
+            for s, layout in enumerate(layouts):
+                lo, hi = P.mix_counts(weights, a)[s], P.mix_counts(weights, b)[s]
+                plan = P.plan_range(layout, rank=rank, per_rank=per_rank[s], start=lo, stop=hi,
+                                    piece=k, source=s)
+                rows = expand(plan.rest())
+                got[s].update(rows)
+                skip = data.draw(st.integers(0, len(rows)))
+                again = P.plan_range(layout, rank=rank, per_rank=per_rank[s], start=lo,
+                                     stop=hi, skip=skip, piece=k, source=s)
+                assert expand(again.rest()) == rows[skip:]
+    for s, layout in enumerate(layouts):
+        demand, total = world * per_rank[s], layout.total
+        assert sum(got[s].values()) == demand
+        order = reference_sequence(sizes[s], 2, 1, "rowgroup")
+        expected = Counter({row: demand // total + (i < demand % total)
+                            for i, row in enumerate(order)})
+        assert got[s] == +expected

@@ -1,8 +1,10 @@
 """Downloaded partitions as Arrow: whole tables, DataFrames, schemas, samples and URLs.
 
-Every read goes through :class:`~pygestor.loaders.stream.RowGroupReader`, the one reader of
-partition files: column projection, row groups skipped by their statistics, read-ahead, and
-every footer and page checksum verified, locally and from buckets.
+Every function takes the manager and a reference, makes the reference's
+:class:`~pygestor.selection.Selection` once (``manager.select``), and reads through
+:class:`~pygestor.loaders.stream.RowGroupReader`, the one reader of partition files: column
+projection, row groups skipped by their statistics, read-ahead, and every footer and page
+checksum verified, locally and from buckets.
 """
 
 from __future__ import annotations
@@ -11,64 +13,17 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from pygestor.errors import ConfigError
+from pygestor.loaders.stream import Filters, RowGroupReader, check_columns, to_expression
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from pygestor.manager import Manager
 
-Filters = Any  # list of (column, op, value) tuples, a list of such lists (OR), or an Expression
-
-
-def partition_paths(manager: Manager, ref: str) -> list[str]:
-    """Filesystem paths of the downloaded partitions ``ref`` covers, in catalog order."""
-    dataset, parts = manager.downloaded_partitions(ref)
-    return [manager.partition_path(dataset.name, s.name, p.name) for s, p in parts]
-
-
-def to_expression(filters: Filters, schema: pa.Schema) -> pads.Expression | None:
-    """Validate ``filters`` against ``schema`` and turn them into a pyarrow expression."""
-    if filters is None:
-        return None
-    if isinstance(filters, pads.Expression):
-        return filters
-    if not isinstance(filters, (list, tuple)) or not filters:
-        raise ConfigError(f"filters must be a non-empty list of (column, op, value) tuples, got "
-                          f"{filters!r}")
-    groups = filters if isinstance(filters[0], (list,)) and filters[0] and \
-        isinstance(filters[0][0], (list, tuple)) else [filters]
-    for group in groups:
-        for item in group:
-            if not isinstance(item, (list, tuple)) or len(item) != 3:
-                raise ConfigError(f"bad filter {item!r}: expected (column, op, value), e.g. "
-                                  "('label', '<', 5)")
-            column, op, _ = item
-            if column not in schema.names:
-                raise ConfigError(f"filter on unknown column {column!r}; columns: "
-                                  f"{', '.join(schema.names)}")
-            if op not in ("=", "==", "!=", "<", ">", "<=", ">=", "in", "not in"):
-                raise ConfigError(f"bad filter operator {op!r} in {item!r}; use one of = == != "
-                                  "< > <= >= in, not in")
-    try:
-        return pq.filters_to_expression([list(map(tuple, g)) for g in groups])
-    except (TypeError, ValueError, pa.ArrowInvalid) as exc:
-        raise ConfigError(f"bad filters {filters!r}: {exc}") from None
-
-
-def check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str] | None:
-    if columns is None:
-        return None
-    if isinstance(columns, str):
-        columns = [columns]
-    missing = [c for c in columns if c not in schema.names]
-    if missing:
-        raise ConfigError(f"unknown column(s) {', '.join(map(repr, missing))}; columns: "
-                          f"{', '.join(schema.names)}")
-    return list(columns)
+__all__ = ["Filters", "check_columns", "load", "load_table", "sample", "schema", "to_expression",
+           "urls"]
 
 
 def load_table(manager: Manager, ref: str, columns: list[str] | None = None,
@@ -79,18 +34,18 @@ def load_table(manager: Manager, ref: str, columns: list[str] | None = None,
     ``schema="union"`` reads subsets with different columns together (missing columns are
     nulls); without it such a read is refused with a message naming the subsets.
     """
-    from pygestor.loaders.stream import RowGroupReader, Source, default_depth, prefetch
+    from pygestor.loaders.prefetch import default_depth, prefetch
 
-    source = Source.open(manager, ref, schema)
-    reader = RowGroupReader(source, columns, filters)
+    selection = manager.select(ref, schema)
+    reader = RowGroupReader(selection, columns, filters)
     try:
         full = reader.schema()
         wanted = check_columns(columns, full)
         to_expression(filters, full)  # validates
         reader.columns = wanted
-        tasks = [(p, i) for p, part in enumerate(source.partitions)
+        tasks = [(p, i) for p, part in enumerate(selection.partitions)
                  for i, rows in enumerate(part.row_groups) if rows > 0]
-        depth = default_depth(source)
+        depth = default_depth(selection)
         tables = list(prefetch(lambda task: reader.read(*task), tasks, depth,
                                threads=min(depth, os.cpu_count() or 1)))
     finally:
@@ -107,39 +62,40 @@ def load(manager: Manager, ref: str, columns: list[str] | None = None,
 
 
 def schema(manager: Manager, ref: str, mode: str | None = None) -> pa.Schema:
-    """The schema of ``ref``: from the record when known, else from a downloaded partition's
-    (verified) footer. ``mode="union"``: the union of subsets with different columns."""
-    from pygestor.loaders.stream import RowGroupReader, Source
+    """The schema of ``ref``: from a downloaded partition's (verified) footer, else from the
+    record when nothing is downloaded yet. ``mode="union"``: the union of subsets with
+    different columns."""
+    from pygestor.errors import NotDownloadedError
     from pygestor.pipelines.formats import schema_from_text
 
-    target = manager.resolve(ref)
-    record = target.record or manager.dataset(target.dataset)
-    subsets = [record.subset(target.subset)] if target.subset else list(record.subsets.values())
-    if any(s.downloaded for s in subsets):
-        reader = RowGroupReader(Source.open(manager, ref, mode))
-        try:
-            return reader.schema()
-        finally:
-            reader.close()
-    for subset in subsets:
-        if subset.schema:
-            return schema_from_text(subset.schema)
-    manager.downloaded_partitions(ref)  # raises the "not downloaded" error
-    raise AssertionError("unreachable")
+    try:
+        selection = manager.select(ref, mode)
+    except NotDownloadedError:
+        target = manager.resolve(ref)
+        record = target.record or manager.dataset(target.dataset)
+        subsets = [record.subset(target.subset)] if target.subset else \
+            list(record.subsets.values())
+        for subset in subsets:
+            if subset.schema:
+                return schema_from_text(subset.schema)
+        raise
+    reader = RowGroupReader(selection)
+    try:
+        return reader.schema()
+    finally:
+        reader.close()
 
 
 def sample(manager: Manager, ref: str, n: int = 10, schema: str | None = None
            ) -> pd.DataFrame:
     """The first ``n`` rows of the downloaded partitions (verified like every read)."""
-    from pygestor.loaders.stream import RowGroupReader, Source
-
     if not isinstance(n, int) or n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
-    reader = RowGroupReader(Source.open(manager, ref, schema))
+    reader = RowGroupReader(manager.select(ref, schema))
     tables: list[pa.Table] = []
     rows = 0
     try:
-        for p, part in enumerate(reader.source.partitions):
+        for p, part in enumerate(reader.selection.partitions):
             for i, count in enumerate(part.row_groups):
                 if rows >= n:
                     break
@@ -156,7 +112,5 @@ def sample(manager: Manager, ref: str, n: int = 10, schema: str | None = None
 
 def urls(manager: Manager, ref: str) -> dict[str, Any]:
     """Partition URLs and the storage options to open them with, for Dask, Ray, Spark, DuckDB."""
-    paths = partition_paths(manager, ref)
-    storage = manager.storage
-    return {"urls": [storage.url_of(p) for p in paths],
-            "storage_options": dict(manager.settings.storage_options)}
+    selection = manager.select(ref)
+    return {"urls": selection.urls(), "storage_options": dict(manager.settings.storage_options)}

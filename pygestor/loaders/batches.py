@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from pygestor.errors import ConfigError
-from pygestor.loaders.arrow import Filters, check_columns, to_expression
-from pygestor.loaders.stream import RowGroupReader, Source, default_depth, prefetch, rebatch
+from pygestor.loaders.prefetch import default_depth, prefetch
+from pygestor.loaders.rebatch import rebatch
+from pygestor.loaders.stream import Filters, RowGroupReader, check_columns, to_expression
 
 if TYPE_CHECKING:
     from pygestor.manager import Manager
@@ -43,6 +44,7 @@ def convert_batch(batch: pa.RecordBatch, fmt: str) -> Any:
 
 
 def check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
+    """``batch_size`` if it is a positive integer; a clear error otherwise."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConfigError(f"{name} must be a positive integer, got {batch_size!r}")
     return batch_size
@@ -79,21 +81,21 @@ def iter_batches(manager: Manager, ref: str, batch_size: int = 65536,
         raise ConfigError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if prefetch_depth is not None and (not isinstance(prefetch_depth, int) or prefetch_depth < 0):
         raise ConfigError(f"prefetch_depth must be an integer >= 0, got {prefetch_depth!r}")
-    source = Source.open(manager, ref, schema)
-    reader = RowGroupReader(source, columns, filters, cache=cache)
+    selection = manager.select(ref, schema)
+    reader = RowGroupReader(selection, columns, filters, cache=cache)
     full = reader.schema()  # the first footer (and maybe row group): kept for reading
     columns = check_columns(columns, full)
     to_expression(filters, full)  # validates
     reader.columns = columns
-    depth = default_depth(source) if prefetch_depth is None else prefetch_depth
-    tasks = [(p, i) for p, part in enumerate(source.partitions)
+    depth = default_depth(selection) if prefetch_depth is None else prefetch_depth
+    tasks = [(p, i) for p, part in enumerate(selection.partitions)
              for i, rows in enumerate(part.row_groups) if rows > 0]
     return _generate(reader, tasks, batch_size, format, depth)
 
 
 def _generate(reader: RowGroupReader, tasks: list[tuple[int, int]], batch_size: int,
               fmt: str, depth: int) -> Iterator[Any]:
-    threads = 1 if reader.source.is_local else depth
+    threads = 1 if reader.selection.is_local else depth
     tables = prefetch(lambda task: reader.read(*task), tasks, depth, threads)
     try:
         for batch in rebatch(tables, batch_size):

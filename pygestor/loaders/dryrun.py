@@ -1,8 +1,10 @@
 """``pygestor plan``: a dry run of one epoch's data-loading plan from the real catalog.
 
-Like MosaicML's simulator, but from the recorded row-group sizes: samples, row groups and bytes
-per rank (min/median/max), what is dropped or padded, and the skew. Nothing is read but the
-dataset's record.
+Like MosaicML's simulator, but from the recorded row-group sizes of the reference's
+:class:`~pygestor.selection.Selection`: samples, row groups and bytes per rank
+(min/median/max), what is dropped or padded, and the skew; for a weighted mix, what every
+source gives per rank and per epoch, how often it is read, and what a batch holds. Nothing is
+read but the datasets' records.
 """
 
 from __future__ import annotations
@@ -17,25 +19,15 @@ if TYPE_CHECKING:
     from pygestor.manager import Manager
 
 
-def row_group_table(manager: Manager, ref: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and (estimated) bytes of every row group of the downloaded partitions of ``ref``."""
-    _, parts = manager.downloaded_partitions(ref)
-    rows: list[int] = []
-    sizes: list[float] = []
-    for _, part in parts:
-        groups = part.row_groups or []
-        total = max(sum(groups), 1)
-        rows.extend(groups)
-        sizes.extend((part.size or 0) * g / total for g in groups)
-    return np.asarray(rows, dtype=np.int64), np.asarray(sizes, dtype=np.float64)
-
-
 def bytes_per_rank(rows: np.ndarray, sizes: np.ndarray, world_size: int, *, seed: int,
-                   epoch: int, shuffle: str, drop_last: bool) -> np.ndarray:
-    """Bytes each rank reads, counting whole row groups (the unit of a parquet read)."""
+                   epoch: int, shuffle: str, drop_last: bool = False,
+                   per_rank: int | None = None) -> np.ndarray:
+    """Bytes each rank reads, counting whole row groups (the unit of a parquet read), when
+    every rank reads ``per_rank`` samples (default: the drop/pad rule) of the sequence, around
+    its end as often as that takes."""
     layout = plan.epoch_layout(rows, seed=seed, epoch=epoch, shuffle=shuffle)
     total = layout.total
-    n = plan.samples_per_rank(total, world_size, drop_last)
+    n = plan.samples_per_rank(total, world_size, drop_last) if per_rank is None else per_rank
     if total == 0 or n == 0:
         return np.zeros(world_size)
     ordered = sizes[layout.order]
@@ -64,7 +56,8 @@ def plan_report(manager: Manager, ref: str, *, world_size: int, num_workers: int
 
     if world_size < 1 or num_workers < 0:
         raise ConfigError("--world-size must be >= 1 and --workers >= 0")
-    rows, sizes = row_group_table(manager, ref)
+    selection = manager.select(ref)
+    rows, sizes = selection.row_group_sizes, selection.row_group_bytes()
     name = "rowgroup" if shuffle else "none"
     summary = plan.summarize_plan(rows, world_size, num_workers, seed=seed, epoch=epoch,
                                   shuffle=name, drop_last=drop_last)
@@ -91,4 +84,51 @@ def plan_report(manager: Manager, ref: str, *, world_size: int, num_workers: int
                           f"{human_size(per_rank.max())}",
         "skew (max/mean row groups)": round(summary["skew"], 3),
         "fingerprint": summary["fingerprint"],
+    }
+
+
+def mix_report(manager: Manager, weights: dict[str, float], *, world_size: int,
+               num_workers: int, seed: int = 0, epoch: int = 0, shuffle: bool = True,
+               samples_per_epoch: int | None = None, stopping: str | None = None,
+               drop_last: bool = False, batch: int = 256) -> dict[str, Any]:
+    """The dry-run table of a weighted mix (``pygestor plan a/train=0.7 b/train=0.3``)."""
+    from pygestor.errors import ConfigError
+    from pygestor.manager import human_size
+
+    if world_size < 1 or num_workers < 0:
+        raise ConfigError("--world-size must be >= 1 and --workers >= 0")
+    selections = [manager.select(ref) for ref in weights]
+    ints = plan.mix_weights(list(weights.values()))
+    rows = [selection.num_rows for selection in selections]
+    stopping = stopping or ("repeat" if samples_per_epoch is not None else "first_exhausted")
+    n = plan.mix_per_rank(rows, ints, world_size, samples_per_epoch=samples_per_epoch,
+                          stopping=stopping, drop_last=drop_last)
+    counts = plan.mix_counts(ints, n)
+    name = "rowgroup" if shuffle else "none"
+    pieces = [b - a for a, b in plan.worker_pieces(n, num_workers, 1)]
+    sources = []
+    for ref, selection, weight, count, total in zip(weights, selections, ints, counts, rows,
+                                                    strict=True):
+        per_rank = bytes_per_rank(selection.row_group_sizes, selection.row_group_bytes(),
+                                  world_size, seed=seed, epoch=epoch, shuffle=name,
+                                  per_rank=count)
+        sources.append({
+            "source": ref, "weight": round(weight / sum(ints), 4), "rows": total,
+            "samples_per_rank": count, "samples_per_epoch": world_size * count,
+            "read": f"{world_size * count / total:.2f}x" if total else "-",
+            "bytes_per_rank": human_size(float(np.median(per_rank)))})
+    return {
+        "reference": " + ".join(f"{ref}={weight:g}" for ref, weight in weights.items()),
+        "world_size": world_size,
+        "workers_per_rank": num_workers,
+        "seed/epoch": f"{seed}/{epoch}",
+        "shuffle": name,
+        "stopping": stopping,
+        "samples": world_size * n,
+        "samples_per_rank": n,
+        "samples_per_worker": f"{min(pieces)}..{max(pieces)}",
+        f"a batch of {batch}": ", ".join(f"{c} {ref}" for ref, c in
+                                         zip(weights, plan.mix_counts(ints, batch),
+                                             strict=True)),
+        "sources": sources,
     }

@@ -1,4 +1,4 @@
-"""Pure epoch planning: which rows of a subset one (rank, worker) reads, and in what order.
+"""Pure epoch planning: which rows of a subset one piece of a rank reads, and in what order.
 
 Nothing here touches files, torch or the network: the functions take the catalog's row-group
 sizes (rows per row group, in catalog order, zeros allowed) plus settings, and return plain
@@ -16,32 +16,30 @@ Vocabulary
   positions at the end are dropped; without it positions ``p >= N`` wrap to ``p mod N``
   (samples from the start of the epoch order are repeated). *Rank-span positions* ``0..n-1`` are
   relative to the rank's first position.
-* **Worker piece**: the rank span is cut into ``K`` contiguous pieces (:func:`worker_pieces`):
-  the span is divided into blocks of ``block`` positions (the last block may be short), and the
-  blocks are dealt out contiguously and as evenly as possible, the first ``blocks % K`` workers
-  getting one block more. So every piece is a multiple of ``block`` except the one holding the end
-  of the span (and workers after it, which are empty when there are fewer blocks than workers).
-  With ``block=1`` piece sizes differ by at most one; with ``block=batch_size`` every worker but
+* **Pieces**: the rank span is cut into ``K`` contiguous pieces (:func:`worker_pieces`), ``K``
+  being the worker count of the run that starts the epoch: the span is divided into blocks of
+  ``block`` positions (the last block may be short), and the blocks are dealt out contiguously and
+  as evenly as possible, the first ``blocks % K`` pieces getting one block more. So every piece is
+  a multiple of ``block`` except the one holding the end of the span (and pieces after it, which
+  are empty when there are fewer blocks than pieces). With ``block=batch_size`` every worker but
   the last non-empty one yields only full batches. ``num_workers=0`` means one worker, id 0.
-* **Resume**: progress is recorded either as per-worker counts (how many samples each of the
-  original ``K0`` workers delivered from the start of its piece), as an ``int`` (a prefix of the
-  rank span, i.e. counts for ``K0 = 1``) or as explicit remaining rank-span ranges. When the
-  current worker count equals ``K0`` (and ``block`` is unchanged) each worker continues its own
-  piece (:attr:`Assignment.skip` > 0), which reproduces the original delivery order exactly,
-  including the window shuffle. Otherwise the remaining positions are re-split among the current
-  workers with the same block rule (:func:`split_ranges`).
-  The data loader uses a third, worker-count-independent form: one count per piece of the
-  epoch's original cut, the pieces dealt to the current workers round-robin
-  (:func:`pieces_for_worker`, :func:`resume_after_batches`), which keeps every piece's shuffle
-  windows and so its exact delivery order.
-* **Window shuffle** (done by the reader): each worker's piece is cut into fixed-size windows of
-  ``window`` rows at piece offsets ``0, window, 2*window, ...``; the rows of a window are delivered
-  in the order :func:`window_permutation` gives. A resumed worker that must skip ``c`` samples
-  skips ``c // window`` whole windows, re-reads the window containing offset ``c`` and discards
-  the first ``c % window`` rows of its permuted order (:meth:`WorkerPlan.windows`).
+* **Resume**: progress is one count per piece of the epoch's cut: the samples delivered from
+  the start of that piece (:class:`~pygestor.loaders.state.Progress`). A run with ``K`` workers
+  deals the pieces round-robin: worker ``j`` reads pieces ``j, j + K, ...`` one after the other,
+  each from its own count (:func:`pieces_of_workers`). The pieces, and with them their shuffle
+  windows, never change within an epoch, so a resumed piece delivers exactly what the
+  uninterrupted one would have; with the same worker count, in the same order
+  (:func:`resume_after_batches` also tells whose turn it was).
+* **Window shuffle** (done by the reader): each piece is cut into windows of near-equal size, at
+  most ``window`` rows each (:func:`window_rows` derives it from a byte budget), their bounds on
+  whole batches; the rows of a window are delivered in the stratified order of
+  :func:`window_order`. Row groups being in a global random order, a window holds rows from many
+  places of the stored order, and every batch takes one row from each of ``strata`` parts of
+  its window. A piece resumed at count ``c`` skips the windows before ``c``, re-reads the one
+  holding ``c`` and discards the rows of its order already delivered (:meth:`PiecePlan.windows`).
 
 Cost: the epoch order and its cumulative sums are ``O(G)`` vectorized numpy; everything else
-is ``O(K + row groups touched by this worker)``. Other ranks' plans are never built.
+is ``O(K + row groups touched by the piece)``. Other ranks' plans are never built.
 """
 
 from __future__ import annotations
@@ -50,8 +48,10 @@ import bisect
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -102,18 +102,6 @@ def merge_slices(slices: Iterable[Slice]) -> list[Slice]:
     return merged
 
 
-def trim_slices(slices: Iterable[Slice], count: int) -> list[Slice]:
-    """Drop the first ``count`` rows of a slice list (in delivery order)."""
-    out: list[Slice] = []
-    for piece in slices:
-        if count >= piece.rows:
-            count -= piece.rows
-            continue
-        out.append(Slice(piece.row_group, piece.start + count, piece.stop))
-        count = 0
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # Epoch order
 
@@ -154,20 +142,6 @@ def as_sizes(row_group_sizes: SizesLike) -> np.ndarray:
     if sizes.size and int(sizes.min()) < 0:
         raise ConfigError("row-group sizes must be >= 0 (the catalog holds a negative row count)")
     return sizes
-
-
-def epoch_order(
-    row_group_sizes: SizesLike, *, seed: int = 0, epoch: int = 0, shuffle: str = "none"
-) -> np.ndarray:
-    """The permutation of row-group indices for one epoch (identity for ``shuffle="none"``).
-
-    Args:
-        row_group_sizes: rows per row group, catalog order.
-        seed, epoch: make the order deterministic.
-        shuffle: a key of :data:`SHUFFLES`.
-    """
-    sizes = as_sizes(row_group_sizes)
-    return _shuffle_fn(shuffle)(sizes, seed, epoch)
 
 
 def _shuffle_fn(shuffle: str) -> ShuffleFn:
@@ -231,7 +205,8 @@ def epoch_layout(
 
     Args:
         row_group_sizes: rows per row group, catalog order.
-        seed, epoch, shuffle: see :func:`epoch_order`.
+        seed, epoch: make the order deterministic.
+        shuffle: a key of :data:`SHUFFLES`.
     """
     sizes = as_sizes(row_group_sizes)
     order = _shuffle_fn(shuffle)(sizes, seed, epoch)
@@ -313,200 +288,14 @@ def worker_pieces(n: int, num_workers: int, block: int = 1) -> list[Range]:
     return [(min(a * block, n), min(b * block, n)) for a, b in itertools.pairwise(bounds)]
 
 
-def normalize_ranges(ranges: Iterable[Range]) -> list[Range]:
-    """Sort ranges, drop empty ones and merge touching ones; raise ``ValueError`` on overlap."""
-    out: list[Range] = []
-    for start, stop in sorted((int(a), int(b)) for a, b in ranges if b > a):
-        if out and start < out[-1][1]:
-            raise ValueError(f"ranges overlap at position {start}")
-        if out and start == out[-1][1]:
-            out[-1] = (out[-1][0], stop)
-        else:
-            out.append((start, stop))
-    return out
-
-
-def ranges_length(ranges: Iterable[Range]) -> int:
-    """Total positions in a list of ranges."""
-    return sum(stop - start for start, stop in ranges)
-
-
-def drop_prefix(ranges: Sequence[Range], count: int) -> list[Range]:
-    """The ranges left after removing the first ``count`` positions (in list order)."""
-    out: list[Range] = []
-    for start, stop in ranges:
-        take = min(count, stop - start)
-        count -= take
-        if start + take < stop:
-            out.append((start + take, stop))
-    return out
-
-
-def consume_ranges(
-    assignments: Sequence[Sequence[Range]], consumed_per_worker: Sequence[int]
-) -> list[Range]:
-    """Remaining positions after worker ``k`` consumed the first ``consumed_per_worker[k]``
-    positions of ``assignments[k]``; sorted and merged.
-
-    Raises:
-        IntegrityError: a count is negative or larger than its worker's share, or the number of
-            counts differs from the number of workers.
-    """
-    if len(consumed_per_worker) != len(assignments):
-        raise IntegrityError(
-            f"resume state has {len(consumed_per_worker)} per-worker counts but the plan it "
-            f"refers to has {len(assignments)} workers"
-        )
-    remaining: list[Range] = []
-    for worker, (ranges, count) in enumerate(zip(assignments, consumed_per_worker, strict=True)):
-        size = ranges_length(ranges)
-        if not 0 <= count <= size:
-            raise IntegrityError(
-                f"resume state says worker {worker} consumed {count} samples but its share has "
-                f"{size}; the data, world size or batch size changed since it was saved"
-            )
-        remaining.extend(drop_prefix(ranges, count))
-    return normalize_ranges(remaining)
-
-
-def remaining_ranges(
-    n: int, num_workers: int, block: int, consumed_per_worker: Sequence[int]
-) -> list[Range]:
-    """Rank-span positions not consumed yet when each of the original ``num_workers`` workers
-    (pieces from :func:`worker_pieces`) delivered ``consumed_per_worker[k]`` samples.
-
-    Args:
-        n: rank span length.
-        num_workers, block: the ORIGINAL run's worker count (0 = one worker) and block.
-        consumed_per_worker: one count per original worker, each <= its piece size.
-    """
-    pieces = worker_pieces(n, num_workers, block)
-    return consume_ranges([[piece] for piece in pieces], consumed_per_worker)
-
-
-def split_ranges(ranges: Sequence[Range], num_workers: int, block: int = 1) -> list[list[Range]]:
-    """Split ``ranges`` (taken in list order) among ``max(num_workers, 1)`` workers.
-
-    The concatenation of the ranges is cut with :func:`worker_pieces`, so the same block rule
-    applies to the remaining positions; the result is disjoint and its union is ``ranges``.
-    """
-    ranges = [(a, b) for a, b in ranges if b > a]
-    starts = [0, *itertools.accumulate(b - a for a, b in ranges)]
-    return [
-        _take(ranges, starts, lo, hi) for lo, hi in worker_pieces(starts[-1], num_workers, block)
-    ]
-
-
-def _take(ranges: Sequence[Range], starts: Sequence[int], lo: int, hi: int) -> list[Range]:
-    """Positions ``[lo, hi)`` of the concatenation of ``ranges`` (``starts`` = prefix sums)."""
-    out: list[Range] = []
-    index = bisect.bisect_right(starts, lo) - 1
-    while lo < hi and index < len(ranges):
-        start, stop = ranges[index]
-        a = start + lo - starts[index]
-        b = min(stop, start + hi - starts[index])
-        out.append((a, b))
-        lo += b - a
-        index += 1
-    return out
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """One worker's share of a rank span.
-
-    ``ranges`` are rank-span positions in delivery order; the first ``skip`` of them were already
-    delivered before a resume (only when the worker continues its own original piece).
-    """
-
-    ranges: tuple[Range, ...]
-    skip: int = 0
-
-    @property
-    def samples(self) -> int:
-        """Positions in the share, including the skipped prefix."""
-        return ranges_length(self.ranges)
-
-    @property
-    def remaining(self) -> int:
-        """Positions still to deliver."""
-        return self.samples - self.skip
-
-    def position_at(self, offset: int) -> int:
-        """Rank-span position of the share's ``offset``-th sample."""
-        for start, stop in self.ranges:
-            if offset < stop - start:
-                return start + offset
-            offset -= stop - start
-        raise IndexError("offset beyond the worker's share")
-
-
-def assign_workers(
-    n: int,
-    num_workers: int,
-    *,
-    block: int = 1,
-    consumed: int | Sequence[int] = 0,
-    remaining: Sequence[Range] | None = None,
-) -> list[Assignment]:
-    """Every current worker's share of an ``n``-position rank span (``O(K)``).
-
-    Args:
-        n: rank span length (:func:`samples_per_rank`).
-        num_workers: current worker count (0 = one worker).
-        block: alignment of the worker split (see :func:`worker_pieces`); must equal the
-            original run's block for per-worker ``consumed`` counts.
-        consumed: resume progress: an ``int`` (prefix of the rank span already consumed) or one
-            count per ORIGINAL worker. If there are as many counts as current workers, each worker
-            continues its own piece (``skip`` = its count); otherwise the remaining positions are
-            re-split.
-        remaining: alternatively, the exact remaining rank-span ranges (e.g. from
-            :func:`remaining_after`); they are re-split among the current workers.
-    """
-    workers = _effective_workers(num_workers)
-    if remaining is not None:
-        if _any_consumed(consumed):
-            raise ConfigError("give either consumed counts or remaining ranges, not both")
-        ranges = normalize_ranges(remaining)
-        if ranges and (ranges[0][0] < 0 or ranges[-1][1] > n):
-            raise IntegrityError(f"remaining ranges fall outside the rank span [0, {n})")
-        return [Assignment(tuple(share)) for share in split_ranges(ranges, workers, block)]
-    counts = [int(consumed)] if isinstance(consumed, int | np.integer) else list(consumed)
-    rest = remaining_ranges(n, len(counts), block, counts)  # also validates the counts
-    if len(counts) == workers:
-        pieces = worker_pieces(n, workers, block)
-        return [
-            Assignment(((a, b),) if b > a else (), count)
-            for (a, b), count in zip(pieces, counts, strict=True)
-        ]
-    return [Assignment(tuple(share)) for share in split_ranges(rest, workers, block)]
-
-
-def _any_consumed(consumed: int | Sequence[int]) -> bool:
-    if isinstance(consumed, int | np.integer):
-        return consumed != 0
-    return any(count != 0 for count in consumed)
-
-
-def remaining_after(assignments: Sequence[Assignment], delivered: Sequence[int]) -> list[Range]:
-    """Remaining rank-span ranges once worker ``k`` delivered ``delivered[k]`` more samples.
-
-    This is the ``num_workers``-independent resume state: pass it back as ``remaining=``.
-    """
-    return consume_ranges(
-        [a.ranges for a in assignments],
-        [a.skip + d for a, d in zip(assignments, delivered, strict=True)],
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # The plan of one (rank, worker)
 
 
 class Window(NamedTuple):
-    """A shuffle window of a worker's share.
+    """A shuffle window of a piece.
 
-    ``offset``/``length``: the window's rows as share offsets; ``position``: rank-span position of
+    ``offset``/``length``: the window's rows as piece offsets; ``position``: rank-span position of
     its first row (the ``window_start`` for :func:`window_permutation`); ``discard``: how many
     leading entries of the window's permuted order were already delivered (resume).
     """
@@ -518,46 +307,44 @@ class Window(NamedTuple):
 
 
 @dataclass(frozen=True)
-class WorkerPlan:
-    """What one (rank, worker) reads in one epoch.
+class PiecePlan:
+    """What one piece of one rank's epoch holds (of one source, in a mix), and what of it is
+    left after a resume.
 
-    ``piece_slices`` cover the whole share (including the ``skip`` prefix delivered before a
-    resume); :attr:`slices` is what is left to deliver when no window shuffle is used.
+    ``slices`` cover the whole piece (rank-span positions ``[start, start + samples)``) in
+    delivery order; the first ``skip`` samples were delivered before a resume.
     """
 
     rank: int
-    worker: int
+    piece: int
     seed: int
     epoch: int
-    assignment: Assignment
-    piece_slices: tuple[Slice, ...]
+    start: int
+    samples: int
+    skip: int
+    slices: tuple[Slice, ...]
+    source: int = 0
     _ends: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        ends = tuple(itertools.accumulate(s.rows for s in self.piece_slices))
+        ends = tuple(itertools.accumulate(s.rows for s in self.slices))
         object.__setattr__(self, "_ends", ends)
 
     @property
-    def skip(self) -> int:
-        """Samples of the share delivered before a resume."""
-        return self.assignment.skip
+    def remaining(self) -> int:
+        """Samples still to deliver."""
+        return self.samples - self.skip
 
-    @property
-    def samples(self) -> int:
-        """Samples in the share (including the skipped prefix)."""
-        return self.assignment.samples
-
-    @property
-    def slices(self) -> list[Slice]:
+    def rest(self) -> list[Slice]:
         """The slices still to deliver, in delivery order (no window shuffle)."""
         return self.slices_between(self.skip, self.samples)
 
     def slices_between(self, start: int, stop: int) -> list[Slice]:
-        """Slices for share offsets ``[start, stop)``."""
+        """Slices for piece offsets ``[start, stop)``."""
         out: list[Slice] = []
         index = bisect.bisect_right(self._ends, start)
-        while start < stop and index < len(self.piece_slices):
-            piece = self.piece_slices[index]
+        while start < stop and index < len(self.slices):
+            piece = self.slices[index]
             begin = self._ends[index] - piece.rows
             a = piece.start + start - begin
             b = piece.start + min(stop, self._ends[index]) - begin
@@ -566,92 +353,192 @@ class WorkerPlan:
             index += 1
         return out
 
-    def windows(self, window: int) -> Iterator[Window]:
-        """Shuffle windows still to (re-)read, from the one holding offset ``skip`` on."""
-        if window < 1:
-            raise ConfigError(f"window must be >= 1, got {window}")
+    def windows(self, window: int, align: int = 1) -> Iterator[Window]:
+        """Shuffle windows still to (re-)read, from the one holding offset ``skip`` on.
+
+        The piece is cut into ``ceil(samples / window)`` windows of near-equal size, their
+        bounds on multiples of ``align`` (the batch size: a batch is one round of a window's
+        order, see :func:`window_order`), so no window is a short tail."""
+        if window < 1 or align < 1:
+            raise ConfigError(f"window and align must be >= 1, got {window} and {align}")
+        bounds = window_bounds(self.samples, window, align)
         if self.skip >= self.samples:
             return
-        first, discard = divmod(self.skip, window)
-        for offset in range(first * window, self.samples, window):
-            length = min(window, self.samples - offset)
-            yield Window(offset, length, self.assignment.position_at(offset), discard)
-            discard = 0
+        first = bisect.bisect_right(bounds, self.skip) - 1
+        for k in range(first, len(bounds) - 1):
+            offset, end = bounds[k], bounds[k + 1]
+            discard = self.skip - offset if k == first else 0
+            yield Window(offset, end - offset, self.start + offset, discard)
 
 
-def plan_worker(
+def window_bounds(samples: int, window: int, align: int = 1) -> list[int]:
+    """Bounds of the windows of a piece of ``samples`` positions: ``ceil(samples / window)``
+    windows of near-equal size, every inner bound a multiple of ``align``."""
+    if samples <= 0:
+        return [0]
+    count = -(-samples // window)
+    units = -(-samples // align)
+    inner = [min(samples, (units * k // count) * align) for k in range(1, count)]
+    return [0, *inner, samples]
+
+
+def plan_piece(
     layout: EpochLayout,
     *,
     rank: int,
     world_size: int,
-    worker: int,
-    num_workers: int,
+    piece: int,
+    num_pieces: int,
     drop_last: bool = False,
     block: int = 1,
-    consumed: int | Sequence[int] = 0,
-    remaining: Sequence[Range] | None = None,
-) -> WorkerPlan:
-    """Plan one (rank, worker) of the epoch described by ``layout``.
+    skip: int = 0,
+) -> PiecePlan:
+    """Plan piece ``piece`` of the ``num_pieces`` pieces of rank ``rank``'s span (one source).
 
     Args:
-        layout: the epoch's sequence (:func:`epoch_layout`); reusable across ranks and workers.
+        layout: the epoch's sequence (:func:`epoch_layout`); reusable across ranks and pieces.
         rank, world_size: this process's rank among ``world_size`` ranks.
-        worker, num_workers: this DataLoader worker (``num_workers=0``: main process, worker 0).
+        piece, num_pieces: which piece of the span's cut (:func:`worker_pieces`).
         drop_last: drop the tail (``N // W`` per rank) instead of padding (``ceil(N / W)``).
-        block: worker split alignment (e.g. the batch size); see :func:`worker_pieces`.
-        consumed, remaining: resume progress; see :func:`assign_workers`.
+        block: alignment of the cut (e.g. the batch size); see :func:`worker_pieces`.
+        skip: samples of the piece already delivered (resume).
     """
     _check_world(rank, world_size)
-    workers = _effective_workers(num_workers)
-    if not 0 <= worker < workers:
-        raise ConfigError(f"worker must be in [0, {workers}), got {worker}")
+    if not 0 <= piece < max(num_pieces, 1):
+        raise ConfigError(f"piece must be in [0, {max(num_pieces, 1)}), got {piece}")
     n = samples_per_rank(layout.total, world_size, drop_last)
-    assignment = assign_workers(
-        n, num_workers, block=block, consumed=consumed, remaining=remaining
-    )[worker]
-    positions = rank_to_global(assignment.ranges, rank, n, layout.total)
-    return WorkerPlan(
-        rank, worker, layout.seed, layout.epoch, assignment, tuple(layout.slices(positions))
-    )
+    a, b = worker_pieces(n, num_pieces, block)[piece]
+    return plan_range(layout, rank=rank, per_rank=n, start=a, stop=b, skip=skip, piece=piece)
 
 
-def plan_slices(
-    row_group_sizes: SizesLike,
-    *,
-    rank: int,
-    world_size: int,
-    worker: int,
-    num_workers: int,
-    seed: int = 0,
-    epoch: int = 0,
-    shuffle: str = "none",
-    drop_last: bool = False,
-    block: int = 1,
-    consumed: int | Sequence[int] = 0,
-    remaining: Sequence[Range] | None = None,
-) -> list[Slice]:
-    """The slices one (rank, worker) still has to deliver this epoch, in delivery order.
+def plan_range(layout: EpochLayout, *, rank: int, per_rank: int, start: int, stop: int,
+               skip: int = 0, piece: int = 0, source: int = 0) -> PiecePlan:
+    """Plan rank-span positions ``[start, stop)`` of rank ``rank``, whose span is ``per_rank``
+    samples of ``layout``'s sequence (wrapping around its end as often as needed).
 
-    Args:
-        row_group_sizes: rows per row group, catalog order.
-        rank, world_size, worker, num_workers: topology (see :func:`plan_worker`).
-        seed, epoch, shuffle: the epoch order (see :func:`epoch_order`).
-        drop_last, block: rank and worker split (see :func:`plan_worker`).
-        consumed, remaining: resume progress (see :func:`assign_workers`).
+    Raises:
+        IntegrityError: ``skip`` is negative or beyond the range.
     """
-    layout = epoch_layout(row_group_sizes, seed=seed, epoch=epoch, shuffle=shuffle)
-    plan = plan_worker(
-        layout,
-        rank=rank,
-        world_size=world_size,
-        worker=worker,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        block=block,
-        consumed=consumed,
-        remaining=remaining,
-    )
-    return plan.slices
+    if not 0 <= skip <= stop - start:
+        raise IntegrityError(f"resume state says piece {piece} consumed {skip} samples but it "
+                             f"holds {stop - start}; the data, world size or batch size changed "
+                             "since it was saved")
+    positions = rank_to_global([(start, stop)], rank, per_rank, layout.total)
+    return PiecePlan(rank, piece, layout.seed, layout.epoch, start, stop - start, skip,
+                     tuple(layout.slices(positions)), source)
+
+
+# --------------------------------------------------------------------------------------------
+# Mixing several sources
+
+
+def mix_weights(weights: Sequence[float | int | Fraction]) -> tuple[int, ...]:
+    """Positive weights as the smallest integers in the same proportions (decimal weights are
+    taken exactly as written, to six digits).
+
+    Raises:
+        ConfigError: a weight is not a positive number.
+    """
+    exact = []
+    for weight in weights:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, Fraction)) or \
+                not weight > 0 or weight != weight or weight == float("inf"):
+            raise ConfigError(f"mix weights must be positive numbers, got {weight!r}")
+        exact.append(Fraction(str(weight)).limit_denominator(10**6) if isinstance(weight, float)
+                     else Fraction(weight))
+    common = math.lcm(*(f.denominator for f in exact))
+    ints = [int(f * common) for f in exact]
+    divisor = math.gcd(*ints)
+    return tuple(i // divisor for i in ints)
+
+
+def mix_counts(weights: Sequence[int], t: int) -> list[int]:
+    """Samples of each source among the first ``t`` positions of a rank's mixed sequence.
+
+    The sources are halved recursively; at each split the left half gets ``round(t * left /
+    total)`` positions (halves up), the right half the rest. So every prefix of the sequence
+    holds each source within about ``log2(sources) / 2`` samples of its exact share, the counts
+    never decrease as ``t`` grows, and they always add up to ``t``. Exact integers.
+    """
+    if len(weights) == 1:
+        return [t]
+    half = len(weights) // 2
+    left, total = sum(weights[:half]), sum(weights)
+    take = (2 * t * left + total) // (2 * total)
+    return mix_counts(weights[:half], take) + mix_counts(weights[half:], t - take)
+
+
+def mix_sources(weights: Sequence[int], start: int, stop: int) -> np.ndarray:
+    """The source of every position ``start <= t < stop`` of the mixed sequence (the one
+    whose count grows from ``t`` to ``t + 1``), vectorized."""
+    risky = 2 * (stop + 1) * sum(weights) >= 1 << 62  # int64 would overflow: Python ints
+    positions = np.arange(start, stop + 1, dtype=object if risky else np.int64)
+
+    def counts(ws: Sequence[int], t: np.ndarray) -> list[np.ndarray]:
+        if len(ws) == 1:
+            return [t]
+        half = len(ws) // 2
+        left, total = sum(ws[:half]), sum(ws)
+        take = (2 * t * left + total) // (2 * total)
+        return counts(ws[:half], take) + counts(ws[half:], t - take)
+
+    if len(weights) == 1:
+        return np.zeros(max(stop - start, 0), dtype=np.int64)
+    grown = np.diff(np.stack(counts(list(weights), positions)), axis=1).astype(np.int64)
+    return np.argmax(grown, axis=0).astype(np.int64)
+
+
+STOPPING = ("repeat", "first_exhausted", "all_exhausted")
+
+
+def mix_per_rank(rows: Sequence[int], weights: Sequence[int], world_size: int, *,
+                 samples_per_epoch: int | None, stopping: str, drop_last: bool = False) -> int:
+    """Samples every rank gets in one epoch of a mix of sources holding ``rows`` rows.
+
+    - ``repeat``: ``samples_per_epoch`` over the ranks (``// world_size`` with ``drop_last``,
+      else rounded up); a source that runs out starts over.
+    - ``first_exhausted``: the most samples with which no source is read more than once
+      (over all ranks).
+    - ``all_exhausted``: the fewest samples with which every source is read whole at least
+      once (the ones that run out first start over).
+
+    ``samples_per_epoch`` also caps the two others. One source with ``drop_last`` and no
+    ``samples_per_epoch`` is the plain rule: ``first_exhausted`` is ``N // W``,
+    ``all_exhausted`` ``ceil(N / W)``.
+    """
+    _check_world(0, world_size)
+    if stopping not in STOPPING:
+        raise ConfigError(f"stopping must be one of {', '.join(STOPPING)}, got {stopping!r}")
+    cap = None if samples_per_epoch is None else (
+        samples_per_epoch // world_size if drop_last else -(-samples_per_epoch // world_size))
+    if stopping == "repeat":
+        if cap is None:
+            raise ConfigError("stopping='repeat' needs samples_per_epoch= (how many samples an "
+                              "epoch holds); or stop when a source runs out: "
+                              "stopping='first_exhausted' or 'all_exhausted'")
+        return cap
+
+    def fits(n: int) -> bool:  # no source read more than once
+        return all(world_size * c <= r for c, r in zip(mix_counts(weights, n), rows,
+                                                       strict=True))
+
+    def covers(n: int) -> bool:  # every source read whole
+        return all(world_size * c >= r for c, r in zip(mix_counts(weights, n), rows,
+                                                       strict=True))
+
+    if stopping == "first_exhausted":
+        lo, hi = 0, sum(rows) // world_size + 1  # the largest n that fits
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        n = lo
+    else:
+        lo, hi = -1, (sum(rows) + len(rows)) * sum(weights) + 1  # the smallest n that covers
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if covers(mid) else (mid, hi)
+        n = hi
+    return n if cap is None else min(n, cap)
 
 
 # --------------------------------------------------------------------------------------------
@@ -712,26 +599,6 @@ def _full_rounds(counts: np.ndarray, batches: int) -> int:
         else:
             hi = mid - 1
     return lo
-
-
-def samples_from_batches(
-    batches_per_worker_consumed: Sequence[int], piece_sizes: Sequence[int], batch_size: int
-) -> list[int]:
-    """Samples each worker delivered: ``min(batches * batch_size, piece size)``."""
-    return [
-        min(batches * batch_size, size)
-        for batches, size in zip(batches_per_worker_consumed, piece_sizes, strict=True)
-    ]
-
-
-def consumed_samples_from_batches(
-    batches_consumed: int, piece_sizes: Sequence[int], batch_size: int
-) -> list[int]:
-    """Per-worker samples delivered once the main process consumed ``batches_consumed`` batches
-    (each worker batching its own piece of ``piece_sizes[k]`` samples)."""
-    per_worker = batches_per_worker(piece_sizes, batch_size)
-    batches = consumed_per_worker_from_batches(batches_consumed, per_worker)
-    return samples_from_batches(batches, piece_sizes, batch_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -876,14 +743,44 @@ def resume_after_batches(
 # Window shuffle
 
 
-def window_permutation(
-    seed: int, epoch: int, window_start: int, length: int, *, rank: int = 0
-) -> np.ndarray:
-    """Deterministic permutation of ``range(length)`` for the window starting at rank-span
-    position ``window_start`` (of rank ``rank``). Windows are fixed-size ranges of a worker's
-    share; see :meth:`WorkerPlan.windows`."""
-    sequence = seed_sequence(seed, epoch, _WINDOW_STREAM, rank, window_start)
-    return np.random.Generator(np.random.PCG64(sequence)).permutation(length)
+def window_order(seed: int, epoch: int, window_start: int, length: int, *, rank: int = 0,
+                 strata: int = 256, source: int = 0) -> np.ndarray:
+    """The delivery order of a window's ``length`` rows (indices into the window as read).
+
+    Stratified: the window is cut into ``strata`` contiguous strata of near-equal size; round
+    ``r`` delivers one row of every stratum (the strata in a random order per round), each
+    stratum's rows in a random order. So any round, and any batch that is a round, holds rows
+    from ``strata`` places spread over the whole window, where a uniform permutation leaves
+    some places out and takes others twice. Deterministic for (seed, epoch, rank, the window's
+    rank-span position ``window_start``, ``source`` in a mix); ``O(length)``.
+    """
+    s = max(1, min(strata, length))
+    base = length // s  # rows of the short strata; the long ones have one more
+    sizes = np.diff((np.arange(s + 1, dtype=np.int64) * length) // s)
+    if length % s == 0:  # whole batches: stratum x round, no gaps
+        matrix = np.arange(length, dtype=np.int64).reshape(s, base)
+    else:
+        matrix = np.full((s, base + 1), -1, dtype=np.int64)
+        matrix[np.arange(base + 1)[None, :] < sizes[:, None]] = np.arange(length)
+    rng = np.random.Generator(np.random.PCG64(
+        seed_sequence(seed, epoch, _WINDOW_STREAM, rank, window_start, source)))
+    rng.permuted(matrix[:, :base], axis=1, out=matrix[:, :base])  # each stratum in random order
+    long = np.flatnonzero(sizes > base)
+    if long.size and base:  # a long stratum's last row goes to a random place of its order
+        swap = rng.integers(0, base + 1, size=long.size)
+        matrix[long, base], matrix[long, swap] = matrix[long, swap], matrix[long, base]
+    by_round = np.ascontiguousarray(matrix.T)
+    rng.permuted(by_round, axis=1, out=by_round)  # each round's strata in a random order
+    order = by_round.ravel()
+    return order if length % s == 0 else order[order >= 0]  # only the last round has gaps
+
+
+def window_rows(memory: int, row_bytes: float, align: int = 1) -> int:
+    """Rows of a shuffle window that a worker holding at most ``memory`` bytes can mix: a
+    third of the budget (the window read out, the next one assembled, their read-ahead), a
+    multiple of ``align``, at least one ``align``."""
+    rows = int(memory // (3 * max(row_bytes, 1.0)))
+    return max(align, rows // align * align)
 
 
 # --------------------------------------------------------------------------------------------
