@@ -15,6 +15,14 @@ from typing import Any
 
 from pygestor.config import Settings
 
+_TRAINING_LOOP = (
+    "loader = PygestorDataLoader(dataset, num_workers=2)\n\n"
+    "if __name__ == \"__main__\":\n"
+    "    for epoch in range(2):\n"
+    "        dataset.set_epoch(epoch)\n"
+    "        for batch in loader:\n"
+    "            pass  # train on batch\n")
+
 
 def snippets(ref: str, settings: Settings | None = None) -> dict[str, str]:
     """Python and shell code that loads ``ref``, keyed by kind (each one runs as it is)."""
@@ -32,12 +40,7 @@ def snippets(ref: str, settings: Settings | None = None) -> dict[str, str]:
             "# batches of 256 rows, as dicts of columns: numbers become tensors; text, bytes\n"
             "# and variable-length lists stay Python lists (no collate_fn needed)\n"
             f"dataset = PygestorDataset({quoted}, batch_size=256, shuffle=True, seed=0)\n"
-            "loader = PygestorDataLoader(dataset, num_workers=2)\n\n"
-            "if __name__ == \"__main__\":\n"
-            "    for epoch in range(2):\n"
-            "        dataset.set_epoch(epoch)\n"
-            "        for batch in loader:\n"
-            "            pass  # train on batch\n"),
+            f"{_TRAINING_LOOP}"),
         "mix": (
             f"import pygestor\nfrom pygestor import PygestorDataLoader, PygestorDataset\n"
             f"{configure}\n"
@@ -45,12 +48,7 @@ def snippets(ref: str, settings: Settings | None = None) -> dict[str, str]:
             "# every batch holds each subset in its share, exactly per rank and resumable\n"
             f"dataset = PygestorDataset({{{quoted}: 1.0}}, batch_size=256, shuffle=True,\n"
             "                          seed=0, samples_per_epoch=100_000, stopping=\"repeat\")\n"
-            "loader = PygestorDataLoader(dataset, num_workers=2)\n\n"
-            "if __name__ == \"__main__\":\n"
-            "    for epoch in range(2):\n"
-            "        dataset.set_epoch(epoch)\n"
-            "        for batch in loader:\n"
-            "            pass  # train on batch\n"),
+            f"{_TRAINING_LOOP}"),
         "cli": _cli(ref, settings),
     }
 
