@@ -75,6 +75,13 @@ def the(user: User, marker: str) -> ui.element:
     return elements[0]
 
 
+def text_of(user: User, marker: str) -> str:
+    """The text of the element with ``marker``, or "" while there is none (for waiting)."""
+    with user:
+        elements = list(ElementFilter(marker=marker, local_scope=False, only_visible=False))
+    return elements[0].text if len(elements) == 1 else ""
+
+
 async def until(condition, timeout: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -961,7 +968,7 @@ async def test_verify_and_check_updates_from_the_dataset_page(user: User, manage
     assert "1 problem(s)" in the(user, "verify-title").text
     await see(user, "test/part-00000.parquet: checksum mismatch")
     user.find(marker="verify-repair").click()
-    await until(lambda: "repaired" in the(user, "verify-title").text, what="the repair")
+    await until(lambda: "repaired" in text_of(user, "verify-title"), what="the repair")
     await see(user, "marked not downloaded")
     user.find(marker="verify-close").click()
     assert not manager.dataset("toy").subsets["test"].partitions[0].downloaded
