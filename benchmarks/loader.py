@@ -427,7 +427,7 @@ def preload(name: str) -> None:
     import pygestor.manager
 
     if "loader" in name or "pdl" in name or "torch" in name or name.startswith("hf"):
-        import pygestor.loaders.loader  # noqa: F401
+        import pygestor.loaders.torch.loader  # noqa: F401
     if name.startswith("s3"):
         import s3fs  # noqa: F401
     if "hf" in name:

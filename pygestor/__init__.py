@@ -16,8 +16,8 @@ _API = ("configure", "get_manager", "add_dataset", "list_datasets", "info", "lis
         "cancel")
 _LAZY = {
     **{name: "pygestor.api" for name in _API},
-    "PygestorDataset": "pygestor.loaders.dataset",
-    "PygestorDataLoader": "pygestor.loaders.loader",
+    "PygestorDataset": "pygestor.loaders.torch.dataset",
+    "PygestorDataLoader": "pygestor.loaders.torch.loader",
     "Settings": "pygestor.config",
     "Manager": "pygestor.manager",
     "PygestorError": "pygestor.errors",
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     )
     from pygestor.config import Settings  # noqa: F401
     from pygestor.errors import PygestorError  # noqa: F401
-    from pygestor.loaders.dataset import PygestorDataset  # noqa: F401
-    from pygestor.loaders.loader import PygestorDataLoader  # noqa: F401
+    from pygestor.loaders.torch.dataset import PygestorDataset  # noqa: F401
+    from pygestor.loaders.torch.loader import PygestorDataLoader  # noqa: F401
     from pygestor.manager import Manager  # noqa: F401
 
 

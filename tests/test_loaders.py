@@ -759,7 +759,7 @@ def test_bundle_packs_tensors_into_one_buffer():
     import torch
     import torch.multiprocessing  # registers the tensor reductions
 
-    from pygestor.loaders.handoff import Bundle
+    from pygestor.loaders.torch.handoff import Bundle
 
     batches = [{"a": torch.arange(5), "b": torch.tensor([[1.5, 2.0]] * 3, dtype=torch.float16),
                 "c": torch.tensor([True, False, True]), "s": ["x", "y"], "n": 7,

@@ -22,6 +22,26 @@ def test_import_pulls_in_nothing_heavy_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == [], "import wrote files"
 
 
+def test_heavy_imports_stay_at_the_edge(tmp_path):
+    """torch only under ``loaders/torch``, nicegui only under ``ui``; dask and huggingface_hub
+    only when a call needs them: importing every other module pulls in none of them."""
+    code = ("import importlib, pathlib, sys, pygestor\n"
+            "edge = ('pygestor.ui', 'pygestor.loaders.torch', 'pygestor.__main__')\n"
+            "top = pathlib.Path(pygestor.__file__).parent\n"
+            "names = ['.'.join(('pygestor',) + p.relative_to(top).with_suffix('').parts)\n"
+            "         .removesuffix('.__init__') for p in sorted(top.rglob('*.py'))]\n"
+            "names = [n for n in names if not n.startswith(edge)]\n"
+            "for name in names:\n"
+            "    importlib.import_module(name)\n"
+            "heavy = ['torch', 'nicegui', 'distributed', 'dask', 'huggingface_hub']\n"
+            "print(len(names), [m for m in heavy if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, check=True)
+    count, loaded = result.stdout.strip().split(" ", 1)
+    assert int(count) > 40, "the walk found too few modules to mean anything"
+    assert loaded == "[]", f"a module outside the edge imports {loaded}"
+
+
 def test_lazy_attributes_resolve():
     import pygestor
 

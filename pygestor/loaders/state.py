@@ -138,7 +138,7 @@ class Cursor:
 
     ``version`` changes whenever the start point changes, so a loader knows that its
     persistent workers hold a stale one. ``handoff`` is how many batches a worker bundles per
-    hand-off (set by :class:`~pygestor.loaders.loader.PygestorDataLoader` while its workers
+    hand-off (set by :class:`~pygestor.loaders.torch.loader.PygestorDataLoader` while its workers
     start, 1 otherwise).
     """
 

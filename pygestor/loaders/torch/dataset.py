@@ -17,7 +17,7 @@ How an epoch is read (see :mod:`pygestor.loaders.plan` for the exact rules):
 
 Resume: the state is an :class:`~pygestor.loaders.state.EpochState`: epoch, seed, plan
 fingerprint and the samples consumed from every piece of the epoch's cut. A
-:class:`~pygestor.loaders.loader.PygestorDataLoader` counts the batches the main process
+:class:`~pygestor.loaders.torch.loader.PygestorDataLoader` counts the batches the main process
 received, which is all it takes to know what every worker delivered; loading the state seeks
 straight to the right row group.
 """
@@ -38,7 +38,6 @@ from pygestor.config import Settings
 from pygestor.errors import ConfigError, IntegrityError
 from pygestor.loaders import plan as P
 from pygestor.loaders.batches import FORMATS, check_batch_size, convert_batch
-from pygestor.loaders.handoff import Bundle
 from pygestor.loaders.mix import (
     Source,
     SourceSpec,
@@ -55,6 +54,7 @@ from pygestor.loaders.state import Cursor, EpochState, Progress
 from pygestor.loaders.stream import Filters, RowGroupReader
 from pygestor.loaders.topology import Topology, distributed_topology, resolve_topology
 from pygestor.loaders.torch import batch_rows, batch_to_torch, check_stack
+from pygestor.loaders.torch.handoff import Bundle
 from pygestor.selection import Selection
 
 ROWS_CHUNK = 4096

@@ -2,7 +2,8 @@
 
 Moving a tensor between processes costs about the same whatever its size (a shared memory
 segment and a file descriptor each). :class:`Bundle` carries several batches as one DataLoader
-item whose tensors travel packed in ONE buffer; :class:`~pygestor.loaders.loader.PygestorDataLoader`
+item whose tensors travel packed in ONE buffer;
+:class:`~pygestor.loaders.torch.loader.PygestorDataLoader`
 opens bundles, so users only ever see ordinary batches. :func:`keep_batch` is the ``collate_fn``
 that hands ready batches over unchanged.
 """

@@ -10,8 +10,8 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from pygestor.errors import ConfigError
-from pygestor.loaders.dataset import PygestorDataset
-from pygestor.loaders.handoff import Bundle, keep_batch
+from pygestor.loaders.torch.dataset import PygestorDataset
+from pygestor.loaders.torch.handoff import Bundle, keep_batch
 
 HANDOFF_ROWS = 4096
 """Rows per worker-to-main hand-off (batches are bundled up to this)."""
@@ -33,7 +33,7 @@ class PygestorDataLoader(DataLoader):
 
     With workers and ready batches, each worker hands over about ``handoff_rows`` rows at a
     time: several batches whose tensors travel packed in one shared-memory buffer
-    (:class:`~pygestor.loaders.handoff.Bundle`); the loader gives them back one batch at a
+    (:class:`~pygestor.loaders.torch.handoff.Bundle`); the loader gives them back one batch at a
     time. Workers then take turns per bundle instead of per batch; every other property
     (samples per rank, resume) holds. ``handoff_rows=0`` hands over batch by batch.
     With ``persistent_workers=True`` the workers are restarted when the epoch or the resume
