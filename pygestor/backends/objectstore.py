@@ -60,8 +60,12 @@ class ObjectStorage(Storage):
 
     def create_bytes(self, path: str, data: bytes) -> None:
         if self.compare_and_swap():
-            self._guard("write", path, lambda: self._put(path, data, None))
-            self._invalidate(path)
+            try:
+                self._conditional_write(path, data, None)
+            except Conflict:
+                raise FileExistsError(path) from None
+            finally:
+                self._invalidate(path)
             return
         with self.machine_lock(path):
             if self.exists(path):
@@ -85,7 +89,7 @@ class ObjectStorage(Storage):
             if new is None:
                 break
             try:
-                self._guard("write", path, lambda new=new, tag=tag: self._put(path, new, tag))
+                self._conditional_write(path, new, tag)
             except Conflict:
                 # another writer won: read its record again and re-apply the change
                 time.sleep(random.uniform(0.005, 0.05) * min(2 ** attempt, 16))  # noqa: S311
@@ -98,6 +102,23 @@ class ObjectStorage(Storage):
                                "to update it (too many concurrent writers); try again")
         if after is not None:
             after()
+
+    def _conditional_write(self, path: str, data: bytes, tag: Any) -> None:
+        """:meth:`_put` under the retry policy. A write that loses its condition may have lost
+        to itself: an earlier attempt (ours, or the client library's own retry) that the store
+        applied but whose answer never came (a dropped connection, a time-out). So on a
+        conflict the object is read back: holding exactly ``data`` (which carries the record's
+        unique id and time), it is this write, done; anything else is another writer's
+        (:class:`Conflict`)."""
+        def attempt() -> None:
+            try:
+                self._put(path, data, tag)
+            except Conflict:
+                if self._get(path)[0] != data:
+                    raise
+                log.info("%s: an earlier attempt of this write landed", self.url_of(path))
+
+        self._guard("write", path, attempt)
 
     def _read_or_none(self, path: str) -> bytes | None:
         try:
