@@ -482,3 +482,47 @@ def test_a_conditional_write_whose_answer_was_lost_is_not_a_lost_race(
         another = dataclasses.replace(record, uid=uuid.uuid4().hex)  # another add, same name
         with pytest.raises(AlreadyExistsError):
             manager.catalog.create(another)
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_a_move_whose_delete_answer_was_lost_completes(store, request, tmp_path):
+    """Setting a foreign file aside is copy then delete; the store applies the delete and the
+    answer is lost, so the retry finds nothing to delete (S3 answers that with success, GCS
+    with 404). The move is done, not an error."""
+    import pandas as pd
+
+    from pygestor.config import Settings
+    from pygestor.loaders.arrow import load
+    from pygestor.manager import Manager
+
+    def source(label: str) -> str:
+        folder = tmp_path / label
+        folder.mkdir()
+        pd.DataFrame({"id": range(3000), "label": [label] * 3000}).to_csv(folder / "d.csv",
+                                                                          index=False)
+        return str(folder)
+
+    server = request.getfixturevalue("s3_server" if store == "s3" else "gcs_server")
+    with FaultProxy(server["endpoint"]) as proxy:
+        if store == "s3":
+            options = {**server["options"], "client_kwargs": {"endpoint_url": proxy.url}}
+        else:
+            options = {**server["options"], "endpoint_url": proxy.url}
+        manager = Manager(Settings.load(
+            env={}, data_dir=f"{store.replace('gcs', 'gs')}://{server['bucket']}/moved-"
+            f"{uuid.uuid4().hex[:10]}", storage_options=options, retries=RETRIES,
+            retry_backoff=BACKOFF, timeout=TIMEOUT, **SIZES))
+        manager.add_dataset("x", source("old"))
+        manager.download("x", progress=False)
+        manager.delete_dataset("x", data=False)
+        manager.add_dataset("x", source("new"))
+        lost = proxy.add(Rule("drop", method="DELETE", path=r"part-\d+\.parquet",
+                              forward=True, times=1))[0]
+        report = manager.download("x", progress=False)
+        assert lost.applied == 1
+        assert not report.failed and report.set_aside, report
+        proxy.clear()
+        assert set(load(manager, "x")["label"]) == {"new"}
+        aside = [p for p in manager.storage.find(manager.storage.path("x", "_pygestor"))
+                 if p.endswith(".parquet")]
+        assert len(aside) == len(report.set_aside), "set aside, never deleted"

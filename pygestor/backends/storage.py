@@ -343,9 +343,13 @@ class Storage:
 
     def move(self, source: str, target: str) -> None:
         """Move one file inside the root (FileNotFoundError if ``source`` is gone): copy then
-        delete (some stores, like the GCS emulator, answer moves slowly or not at all)."""
+        delete (some stores, like the GCS emulator, answer moves slowly or not at all). The copy
+        proves the source was there, so a delete that finds it gone is done: an earlier attempt
+        whose answer was lost (GCS answers the retry with 404)."""
+        self.check_inside(source)
+        self.check_inside(target)
         self._guard("copy", source, lambda: self.call("copy", source, target))
-        self._guard("remove", source, lambda: self.call("rm_file", source))
+        self.remove(source)
         self._invalidate(source)
         self._invalidate(target)
 
