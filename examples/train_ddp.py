@@ -10,6 +10,7 @@ exact resume point (the same on every rank) and ``--resume`` continues from one.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -69,6 +70,10 @@ def main() -> None:
         if args.save_after:
             break
     dist.barrier()
+    # release what holds the process group (the DDP model, the loader) before destroying it,
+    # so gloo's threads are stopped while the interpreter is fully alive, not at its exit
+    del model, optimizer, loader
+    gc.collect()
     dist.destroy_process_group()
 
 

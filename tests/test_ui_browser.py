@@ -556,7 +556,10 @@ def test_login_holds_across_restarts(nicegui_driver, ui_process, tmp_path):
          what="signed in")
     folder = tmp_path / "fresh-cache" / "pygestor" / "ui-sessions"
     assert folder.is_dir() and oct(folder.stat().st_mode & 0o777) == "0o700"
-    time.sleep(1.0)  # NiceGUI writes the session to disk in the background
+    from pygestor.ui.auth import SESSION_KEY
+
+    wait(lambda: any(SESSION_KEY in f.read_text() for f in folder.iterdir() if f.is_file()),
+         what="the session written to disk")  # NiceGUI writes it in the background
 
     url = ui_process()  # the session survives a restart
     driver.get(f"{url}/dataset/production-db")
