@@ -114,15 +114,22 @@ def test_a_cli_download_is_seen_and_cancelled_from_another_process(world: World)
 
 
 def test_a_killed_job_is_abandoned_and_the_next_run_finishes(world: World) -> None:
+    lease = 6.0  # seconds: room for a CLI call or two on a loaded machine
+    world.env["PYGESTOR_JOB_LEASE"] = str(lease)
     total = world.add()
     other = world.start("download", "toy", hostname="elsewhere")
     job = world.wait_for_job("download", progressed=2)
     assert job["host"] == "elsewhere"
     os.kill(other.pid, signal.SIGKILL)
+    killed = time.monotonic()
     other.wait()
     assert world.jobs()[0]["state"] == "running", "another machine's job lives by its lease"
-    time.sleep(3.5)
-    assert world.jobs()[0]["state"] == "abandoned"
+    deadline = killed + 4 * lease
+    while world.jobs()[0]["state"] != "abandoned":
+        assert time.monotonic() < deadline, "the job outlived its lease"
+        time.sleep(0.2)
+    # the last beat came at most lease/3 + one beat (1 s) before the kill
+    assert time.monotonic() - killed > lease / 3, "abandoned before its lease ran out"
     finished = world.run("download", "toy").stdout
     fetched, skipped, adopted = (count(finished, w) for w in ("fetched", "skipped", "adopted"))
     assert fetched + skipped + adopted == total, finished
