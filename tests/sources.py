@@ -18,7 +18,7 @@ def write_toy_source(root: Path, gzip_test: bool = False) -> Path:
     row = 0
     for index, count in enumerate((2000, TRAIN_ROWS - 2000)):
         with (root / "train" / f"shard-{index}.csv").open("w", newline="") as handle:
-            writer = csv.writer(handle)
+            writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["id", "text", "label", "score"])
             for _ in range(count):
                 text = f"sample {row}, with a comma" if row % 7 == 0 else f"sample {row} " + \
@@ -33,3 +33,14 @@ def write_toy_source(root: Path, gzip_test: bool = False) -> Path:
     else:
         (root / "test" / "part.jsonl").write_text("".join(lines))
     return root
+
+
+def write_labelled_source(folder: Path, label: str, rows: int = 3000) -> Path:
+    """A folder with one CSV, ``d.csv``: columns ``id`` (0..rows-1) and ``label`` (``label`` on
+    every row), so which source a load came from shows in its labels."""
+    folder.mkdir(parents=True)
+    with open(folder / "d.csv", "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["id", "label"])
+        writer.writerows((i, label) for i in range(rows))
+    return folder

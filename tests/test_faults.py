@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from conftest import S3_KEY, S3_SECRET
 from faultproxy import FaultProxy, Rule
-from sources import TEST_ROWS, TRAIN_ROWS, write_toy_source
+from sources import TEST_ROWS, TRAIN_ROWS, write_labelled_source, write_toy_source
 
 from pygestor.errors import PygestorError
 
@@ -443,6 +443,23 @@ def test_streaming_dataset_survives_faults_mid_epoch(workers, proxy, s3_server, 
 
 
 # ====================================================================== lost answers
+def store_behind(proxy: FaultProxy, store: str, server: dict[str, Any], name: str) -> Any:
+    """A manager whose ``data_dir`` is on ``store`` (``s3`` or ``gcs``), reached through
+    ``proxy``, with this module's retries and time-out."""
+    from pygestor.config import Settings
+    from pygestor.manager import Manager
+
+    if store == "s3":
+        options = {**server["options"], "client_kwargs": {"endpoint_url": proxy.url}}
+    else:
+        options = {**server["options"], "endpoint_url": proxy.url}
+    scheme = "s3" if store == "s3" else "gs"
+    return Manager(Settings.load(
+        env={}, data_dir=f"{scheme}://{server['bucket']}/{name}-{uuid.uuid4().hex[:10]}",
+        storage_options=options, retries=RETRIES, retry_backoff=BACKOFF, timeout=TIMEOUT,
+        **SIZES))
+
+
 @pytest.mark.parametrize("store", ["s3", "gcs"])
 def test_a_conditional_write_whose_answer_was_lost_is_not_a_lost_race(
         store, request, toy_files, reference):
@@ -450,23 +467,14 @@ def test_a_conditional_write_whose_answer_was_lost_is_not_a_lost_race(
     back (the connection drops after the server applied it). The retry then finds the record
     already there, or at another version: it is this writer's own write, not another writer's,
     so ``add`` and ``download`` complete. A real second create of the name is still refused."""
-    from pygestor.config import Settings
     from pygestor.errors import AlreadyExistsError
-    from pygestor.manager import Manager
 
     server = request.getfixturevalue("s3_server" if store == "s3" else "fake_gcs")
     upstream = server.get("endpoint") or server["options"]["endpoint_url"]
+    writes = {"method": "PUT", "path": RECORD} if store == "s3" else \
+        {"method": "POST", "path": r"^/upload/.*ifGenerationMatch="}
     with FaultProxy(upstream) as proxy:
-        if store == "s3":
-            options = {**server["options"], "client_kwargs": {"endpoint_url": proxy.url}}
-            writes = {"method": "PUT", "path": RECORD}
-        else:
-            options = {**server["options"], "endpoint_url": proxy.url}
-            writes = {"method": "POST", "path": r"^/upload/.*ifGenerationMatch="}
-        manager = Manager(Settings.load(
-            env={}, data_dir=f"{store.replace('gcs', 'gs')}://{server['bucket']}/lost-"
-            f"{uuid.uuid4().hex[:10]}", storage_options=options, retries=RETRIES,
-            retry_backoff=BACKOFF, timeout=TIMEOUT, **SIZES))
+        manager = store_behind(proxy, store, server, "lost")
         assert manager.storage.compare_and_swap(), "the store must honour write conditions"
         created = proxy.add(Rule("drop", forward=True, times=1, **writes))[0]
         manager.add_dataset(NAME, str(toy_files), pipeline="files")
@@ -489,33 +497,15 @@ def test_a_move_whose_delete_answer_was_lost_completes(store, request, tmp_path)
     """Setting a foreign file aside is copy then delete; the store applies the delete and the
     answer is lost, so the retry finds nothing to delete (S3 answers that with success, GCS
     with 404). The move is done, not an error."""
-    import pandas as pd
-
-    from pygestor.config import Settings
     from pygestor.loaders.arrow import load
-    from pygestor.manager import Manager
-
-    def source(label: str) -> str:
-        folder = tmp_path / label
-        folder.mkdir()
-        pd.DataFrame({"id": range(3000), "label": [label] * 3000}).to_csv(folder / "d.csv",
-                                                                          index=False)
-        return str(folder)
 
     server = request.getfixturevalue("s3_server" if store == "s3" else "gcs_server")
     with FaultProxy(server["endpoint"]) as proxy:
-        if store == "s3":
-            options = {**server["options"], "client_kwargs": {"endpoint_url": proxy.url}}
-        else:
-            options = {**server["options"], "endpoint_url": proxy.url}
-        manager = Manager(Settings.load(
-            env={}, data_dir=f"{store.replace('gcs', 'gs')}://{server['bucket']}/moved-"
-            f"{uuid.uuid4().hex[:10]}", storage_options=options, retries=RETRIES,
-            retry_backoff=BACKOFF, timeout=TIMEOUT, **SIZES))
-        manager.add_dataset("x", source("old"))
+        manager = store_behind(proxy, store, server, "moved")
+        manager.add_dataset("x", str(write_labelled_source(tmp_path / "old", "old")))
         manager.download("x", progress=False)
         manager.delete_dataset("x", data=False)
-        manager.add_dataset("x", source("new"))
+        manager.add_dataset("x", str(write_labelled_source(tmp_path / "new", "new")))
         lost = proxy.add(Rule("drop", method="DELETE", path=r"part-\d+\.parquet",
                               forward=True, times=1))[0]
         report = manager.download("x", progress=False)

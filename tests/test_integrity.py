@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from sources import write_labelled_source
 
 from pygestor import errors
 from pygestor.config import Settings
@@ -187,24 +188,17 @@ def test_csv_encoding_option(tmp_path: Path) -> None:
 
 
 # ====================================================================== 2. nothing adopted
-def _write_source(folder: Path, label: str, rows: int = 3000) -> Path:
-    folder.mkdir(parents=True)
-    pd.DataFrame({"id": range(rows), "label": [label] * rows}).to_csv(folder / "d.csv",
-                                                                       index=False)
-    return folder
-
-
 def test_files_of_an_earlier_dataset_of_the_same_name_are_set_aside(
         manager: Manager, tmp_path: Path) -> None:
     """delete --keep-data, add the name again from another source, download: the old rows
     used to come back under the new name and verify said OK."""
     from pygestor.loaders.arrow import load
 
-    manager.add_dataset("x", str(_write_source(tmp_path / "old", "old")))
+    manager.add_dataset("x", str(write_labelled_source(tmp_path / "old", "old")))
     manager.download("x", progress=False)
     old = manager.dataset("x").subsets["default"]
     manager.delete_dataset("x", data=False)
-    manager.add_dataset("x", str(_write_source(tmp_path / "new", "new")))
+    manager.add_dataset("x", str(write_labelled_source(tmp_path / "new", "new")))
     report = manager.download("x", progress=False)
     assert not report.adopted and len(report.set_aside) == len(old.partitions)
     assert all("another source" in why for why in report.set_aside.values())
@@ -218,7 +212,7 @@ def test_files_of_an_earlier_dataset_of_the_same_name_are_set_aside(
 def test_same_source_added_again_adopts_its_files(local_manager: Manager, tmp_path: Path
                                                    ) -> None:
     manager = local_manager
-    source = _write_source(tmp_path / "src", "kept")
+    source = write_labelled_source(tmp_path / "src", "kept")
     manager.add_dataset("x", str(source))
     first = manager.download("x", progress=False)
     manager.delete_dataset("x", data=False)
@@ -231,7 +225,7 @@ def test_same_source_added_again_adopts_its_files(local_manager: Manager, tmp_pa
 def test_a_foreign_file_in_a_partition_place_is_set_aside(local_manager: Manager,
                                                           tmp_path: Path) -> None:
     manager = local_manager
-    manager.add_dataset("x", str(_write_source(tmp_path / "src", "mine")))
+    manager.add_dataset("x", str(write_labelled_source(tmp_path / "src", "mine")))
     path = Path(manager.partition_path("x", "default", "part-00000.parquet"))
     path.parent.mkdir(parents=True)
     shutil.copy(DATA / "alltypes_plain.parquet", path)
@@ -246,9 +240,9 @@ def test_a_foreign_file_in_a_partition_place_is_set_aside(local_manager: Manager
 def test_nested_names_never_share_a_folder(local_manager: Manager, tmp_path: Path,
                                            order: str) -> None:
     manager = local_manager
-    nested = _write_source(tmp_path / "nested" / "c", "nested").parent
+    nested = write_labelled_source(tmp_path / "nested" / "c", "nested").parent
     outer = tmp_path / "outer"
-    _write_source(outer / "y" / "c", "outer")
+    write_labelled_source(outer / "y" / "c", "outer")
     if order == "dataset first":
         manager.add_dataset("q/y", str(nested))
         with pytest.raises(errors.InvalidNameError, match=r"subset 'y/c' of 'q' would share"):
@@ -266,9 +260,11 @@ def test_operations_refuse_a_dataset_whose_subsets_overlap_another_dataset(
     """Records made before the overlap was refused (or tampered with): download, remove and
     delete of the outer dataset never touch the nested one's files."""
     manager = local_manager
-    manager.add_dataset("q/y", str(_write_source(tmp_path / "nested" / "c", "nested").parent))
+    nested = write_labelled_source(tmp_path / "nested" / "c", "nested").parent
+    manager.add_dataset("q/y", str(nested))
     manager.download("q/y", progress=False)
-    manager.add_dataset("q", str(_write_source(tmp_path / "outer" / "z", "outer").parent))
+    outer = write_labelled_source(tmp_path / "outer" / "z", "outer").parent
+    manager.add_dataset("q", str(outer))
     record = Path(manager.catalog.record_path("q"))
     data = json.loads(record.read_text())
     data["subsets"][0]["name"] = "y/c"  # now q/y/c: q/y's folder
@@ -445,7 +441,7 @@ def test_a_partial_read_says_so_once_or_refuses(tmp_path: Path) -> None:
     from pygestor.loaders.arrow import load
 
     manager = make_manager(tmp_path / "data", partition_size="20KB")
-    manager.add_dataset("x", str(_write_source(tmp_path / "src", "a", rows=6000)))
+    manager.add_dataset("x", str(write_labelled_source(tmp_path / "src", "a", rows=6000)))
     names = [p.name for p in manager.dataset("x").subsets["default"].partitions]
     assert len(names) >= 3
     manager.download("x/default", partitions=names[:2], progress=False)
@@ -470,7 +466,7 @@ def _tamper(manager: Manager, name: str, change: Any) -> None:
 
 
 def _downloaded_toy(manager: Manager, tmp_path: Path) -> None:
-    manager.add_dataset("toy", str(_write_source(tmp_path / "src", "toy")))
+    manager.add_dataset("toy", str(write_labelled_source(tmp_path / "src", "toy")))
     manager.download("toy", progress=False)
 
 
@@ -520,7 +516,7 @@ def test_a_subset_name_that_leaves_the_folder_is_refused(local_manager: Manager,
 def test_deleting_does_not_follow_a_symlink_out_of_data_dir(local_manager: Manager,
                                                             tmp_path: Path) -> None:
     manager = local_manager
-    manager.add_dataset("toy", str(_write_source(tmp_path / "src", "toy")))
+    manager.add_dataset("toy", str(write_labelled_source(tmp_path / "src", "toy")))
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "part-00000.parquet").write_text("not yours")
@@ -536,7 +532,7 @@ def test_a_damaged_record_hides_nothing_and_can_be_deleted(local_manager: Manage
                                                            tmp_path: Path) -> None:
     manager = local_manager
     _downloaded_toy(manager, tmp_path)
-    manager.add_dataset("other", str(_write_source(tmp_path / "src2", "other")))
+    manager.add_dataset("other", str(write_labelled_source(tmp_path / "src2", "other")))
     record = Path(manager.catalog.record_path("toy"))
     record.write_bytes(record.read_bytes()[:50])  # truncated
     rows = {row["name"]: row for row in manager.list_datasets()}
@@ -552,7 +548,7 @@ def test_verify_repair_rebuilds_a_damaged_record_from_its_files(local_manager: M
     from pygestor.loaders.arrow import load
 
     manager = local_manager
-    manager.add_dataset("toy", str(_write_source(tmp_path / "src", "toy", rows=8000)))
+    manager.add_dataset("toy", str(write_labelled_source(tmp_path / "src", "toy", rows=8000)))
     names = [p.name for p in manager.dataset("toy").subsets["default"].partitions]
     manager.download("toy/default", partitions=names[:2], progress=False)
     expected = load(manager, "toy")
@@ -596,7 +592,7 @@ def test_a_record_moved_to_another_folder_is_not_trusted(local_manager: Manager,
 def test_no_credential_is_stored_or_printed(local_manager: Manager, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     manager = local_manager
-    src = _write_source(tmp_path / "src", "a")
+    src = write_labelled_source(tmp_path / "src", "a")
     options = {"source_options": {"client_kwargs": {"headers": {"Authorization": "Bearer S3CR"},
                                                     "api_token": "S3CR", "region": "x"},
                                   "password": "S3CR"}}
@@ -634,7 +630,7 @@ def test_the_web_ui_policy_refuses_local_paths_outside_its_roots(local_manager: 
     (tmp_path / "shared").mkdir()
     with pytest.raises(errors.PolicyError, match=r"outside the folders"):
         allowed.add_dataset("creds", str(home / ".aws"), face="ui")
-    src = _write_source(tmp_path / "shared" / "ok", "fine")
+    src = write_labelled_source(tmp_path / "shared" / "ok", "fine")
     allowed.add_dataset("ok", str(src), face="ui")
     assert manager.catalog.names() == ["ok"]
 
@@ -642,7 +638,7 @@ def test_the_web_ui_policy_refuses_local_paths_outside_its_roots(local_manager: 
 def test_symlinks_out_of_a_source_folder_are_not_followed(local_manager: Manager,
                                                           tmp_path: Path) -> None:
     manager = local_manager
-    src = _write_source(tmp_path / "src", "a")
+    src = write_labelled_source(tmp_path / "src", "a")
     secret = tmp_path / "secret.csv"
     secret.write_text("user,password\nroot,hunter2\n")
     (src / "passwd.csv").symlink_to(secret)
@@ -655,7 +651,7 @@ def test_symlinks_out_of_a_source_folder_are_not_followed(local_manager: Manager
 def test_a_tampered_source_url_is_checked_again_at_download(local_manager: Manager,
                                                             tmp_path: Path) -> None:
     manager = local_manager
-    manager.add_dataset("x", str(_write_source(tmp_path / "src", "a")))
+    manager.add_dataset("x", str(write_labelled_source(tmp_path / "src", "a")))
     secret = tmp_path / "secret.csv"
     secret.write_text("id,label\n1,stolen\n")
 
@@ -737,7 +733,7 @@ def test_an_http_server_without_range_requests_is_streamed(tmp_path: Path) -> No
     import threading
 
     served = tmp_path / "served"
-    _write_source(served / "csv", "web", rows=4000)
+    write_labelled_source(served / "csv", "web", rows=4000)
     (served / "pq").mkdir()
     shutil.copy(DATA / "alltypes_plain.parquet", served / "pq")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
@@ -764,7 +760,7 @@ def test_an_http_server_without_range_requests_is_streamed(tmp_path: Path) -> No
 def test_a_source_file_that_changed_since_add_is_refused(local_manager: Manager,
                                                          tmp_path: Path) -> None:
     manager = local_manager
-    src = _write_source(tmp_path / "src", "a")
+    src = write_labelled_source(tmp_path / "src", "a")
     manager.add_dataset("x", str(src))
     with open(src / "d.csv", "a") as handle:
         handle.write("99999,late\n")
@@ -788,7 +784,7 @@ def test_a_bad_data_dir_is_one_clear_error_on_every_command(tmp_path: Path, kind
         data_dir = "s3://no-such-bucket-pygestor/root"
         env["PYGESTOR_STORAGE_OPTIONS"] = json.dumps(s3_server["options"])
         expected = "bucket .* does not exist"
-    src = _write_source(tmp_path / "src", "a")
+    src = write_labelled_source(tmp_path / "src", "a")
     for command in (["list"], ["info", "x"], ["add", "x", str(src)], ["download", "x"],
                     ["remove", "x"], ["delete", "x"], ["verify", "x"], ["head", "x"],
                     ["schema", "x"], ["check-updates", "x"], ["plan", "x"]):
