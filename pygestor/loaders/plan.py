@@ -52,7 +52,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -452,8 +452,13 @@ def mix_weights(weights: Sequence[float | int | Fraction]) -> tuple[int, ...]:
     return tuple(i // divisor for i in ints)
 
 
-def mix_counts(weights: Sequence[int], t: int) -> list[int]:
-    """Samples of each source among the first ``t`` positions of a rank's mixed sequence.
+#: a count of positions: one (int), or one per position (an array)
+Count = TypeVar("Count", int, np.ndarray)
+
+
+def mix_counts(weights: Sequence[int], t: Count) -> list[Count]:
+    """Samples of each source among the first ``t`` positions of a rank's mixed sequence
+    (``t`` an int, or an array of positions: then arrays of counts, element by element).
 
     The sources are halved recursively; at each split the left half gets ``round(t * left /
     total)`` positions (halves up), the right half the rest. So every prefix of the sequence
@@ -473,18 +478,9 @@ def mix_sources(weights: Sequence[int], start: int, stop: int) -> np.ndarray:
     whose count grows from ``t`` to ``t + 1``), vectorized."""
     risky = 2 * (stop + 1) * sum(weights) >= 1 << 62  # int64 would overflow: Python ints
     positions = np.arange(start, stop + 1, dtype=object if risky else np.int64)
-
-    def counts(ws: Sequence[int], t: np.ndarray) -> list[np.ndarray]:
-        if len(ws) == 1:
-            return [t]
-        half = len(ws) // 2
-        left, total = sum(ws[:half]), sum(ws)
-        take = (2 * t * left + total) // (2 * total)
-        return counts(ws[:half], take) + counts(ws[half:], t - take)
-
     if len(weights) == 1:
         return np.zeros(max(stop - start, 0), dtype=np.int64)
-    grown = np.diff(np.stack(counts(list(weights), positions)), axis=1).astype(np.int64)
+    grown = np.diff(np.stack(mix_counts(list(weights), positions)), axis=1).astype(np.int64)
     return np.argmax(grown, axis=0).astype(np.int64)
 
 
