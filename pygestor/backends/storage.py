@@ -349,8 +349,7 @@ class Storage:
         self.check_inside(source)
         self.check_inside(target)
         self._guard("copy", source, lambda: self.call("copy", source, target))
-        self.remove(source)
-        self._invalidate(source)
+        self.remove(source)  # (forgets the source's cached listing)
         self._invalidate(target)
 
     def _invalidate(self, path: str) -> None:
